@@ -1,0 +1,570 @@
+"""Multi-crop image augmentation for IMC-SwAV, batched on the images' device.
+
+Every training step turns a batch of uint8 images into groups of views (SwAV's multi-crop, for
+instance two large and four small crops of every image). :class:`MultiCropAugmenter` makes the views
+of the whole batch at once with tensor operations: every image and every crop draws its own random
+parameters from one :class:`torch.Generator` on the images' device, nothing loops over images in
+Python, and no value is ever read back to the host, so augmentation never waits for the device.
+
+One group of views is made in five stages:
+
+1. *Crop boxes* (:func:`sample_crop_boxes`) follow torchvision's ``RandomResizedCrop.get_params``:
+   the ten attempts of every box are drawn at once and the first that fits is kept, the central crop
+   clamped to the ratio range being the fallback when none does.
+2. *Crop and resize* is one :func:`torchvision.ops.roi_align` over the float batch: its adaptive
+   sampling grid averages over the source area of every output pixel, so down-scaling is anti-aliased.
+3. *Horizontal flip* picks, per view, the view or its mirror with :func:`torch.where`.
+4. *Colour jitter* (:func:`color_jitter`) adjusts brightness, contrast, saturation and hue with factors
+   per view (views that are not jittered get neutral factors), in an order that is a random
+   permutation per call. The permutation stays on the device: each of the four steps evaluates one
+   blend and one hue rotation (:func:`adjust_hue`, vectorised RGB-HSV arithmetic) whose parameters are
+   neutral unless the permutation picks that operation for the step. A neutral blend is an exact
+   identity and a neutral hue rotation one up to rounding (about 1e-6).
+5. *Grayscale* replaces, per view, the colours by their ITU-R 601-2 luma, kept as three channels.
+
+Normalisation by the per-channel mean and std comes last. The uint8 batch is converted to float once
+per call; after the crop every stage works in place on the views, and the few temporaries are
+single-channel, which keeps memory traffic (and, on the CPU, page faults) low.
+
+:func:`normalize` is the matching evaluation transform, without augmentation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Sequence
+
+import torch
+from torchvision.ops import roi_align
+
+__all__ = ["CropGroup", "MultiCropAugmenter", "normalize", "sample_crop_boxes", "sample_jitter_factors",
+           "color_jitter", "adjust_hue"]
+
+#: number of tries at a box that fits inside the image before the central crop is taken
+CROP_ATTEMPTS = 10
+#: ITU-R 601-2 luma weights of red, green and blue
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: jitter factors that leave an image unchanged: brightness, contrast, saturation, hue shift
+NEUTRAL_JITTER = (1.0, 1.0, 1.0, 0.0)
+#: smallest chroma divided by in the hue computation (a smaller chroma means a gray pixel)
+_MIN_CHROMA = 1e-12
+
+
+@dataclass(frozen=True)
+class CropGroup:
+    """One group of multi-crop views: ``n_crops`` crops of one output size and one area-scale range.
+
+    Parameters
+    ----------
+    n_crops : int
+        Number of crops of every image in the group, at least 1.
+    size : (int, int)
+        Output ``(height, width)`` of the crops, both at least 1.
+    scale : (float, float)
+        Range of the crop area as a fraction of the image area, with ``0 < scale[0] <= scale[1] <= 1``.
+
+    Raises
+    ------
+    ValueError
+        When an argument is out of its range.
+    """
+
+    n_crops: int
+    size: tuple[int, int]
+    scale: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.n_crops) or self.n_crops < 1:
+            raise ValueError(f"CropGroup.n_crops must be an int >= 1, got {self.n_crops!r}.")
+        if not _is_pair(self.size, _is_int) or min(self.size) < 1:
+            raise ValueError(f"CropGroup.size must be a (height, width) pair of ints >= 1, "
+                             f"got {self.size!r}.")
+        if not _is_pair(self.scale, _is_real) or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"CropGroup.scale must satisfy 0 < scale[0] <= scale[1] <= 1, "
+                             f"got {self.scale!r}.")
+
+
+class MultiCropAugmenter:
+    """Random multi-crop views of a batch of images, as in SwAV.
+
+    Every view is a random resized crop, randomly flipped, colour-jittered and turned to grayscale,
+    then normalised. All random parameters are drawn per image and per crop from the generator passed
+    to :meth:`__call__`, so the views are a deterministic function of the images and its state.
+
+    Parameters
+    ----------
+    groups : sequence of CropGroup
+        The view groups, in the order in which :meth:`__call__` returns them.
+    mean, std : sequence of float
+        Per-channel mean and standard deviation (of images scaled to [0, 1]) used to normalise the
+        views; one value per image channel (1 or 3), every std positive.
+    flip_prob : float, default=0.5
+        Probability of a horizontal flip.
+    jitter : (float, float, float, float), default=(0.4, 0.4, 0.4, 0.1)
+        Strength of the brightness, contrast, saturation and hue jitter: the first three factors are
+        uniform in ``[max(0, 1 - j), 1 + j]``, the hue shift is uniform in ``[-h, h]`` with ``h <= 0.5``.
+    jitter_prob : float, default=0.8
+        Probability that a view is colour-jittered.
+    grayscale_prob : float, default=0.25
+        Probability that a view is turned to grayscale.
+    ratio : (float, float), default=(3/4, 4/3)
+        Range of the crop aspect ratio (width / height), sampled log-uniformly.
+
+    Raises
+    ------
+    ValueError
+        When an argument is out of its range.
+    TypeError
+        When ``groups`` holds something other than :class:`CropGroup`.
+    """
+
+    def __init__(self, groups: Sequence[CropGroup], mean: Sequence[float], std: Sequence[float], *,
+                 flip_prob: float = 0.5, jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+                 jitter_prob: float = 0.8, grayscale_prob: float = 0.25,
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+        self.groups = _check_groups(groups)
+        self.mean, self.std = _check_mean_std(mean, std)
+        self.flip_prob = _check_probability("flip_prob", flip_prob)
+        self.jitter_prob = _check_probability("jitter_prob", jitter_prob)
+        self.grayscale_prob = _check_probability("grayscale_prob", grayscale_prob)
+        self.jitter = _check_jitter(jitter)
+        self.ratio = _check_ratio(ratio)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """Augmented, normalised views of every image, one tensor per crop group.
+
+        Parameters
+        ----------
+        images : torch.Tensor
+            uint8 images of shape ``(B, C, H, W)`` with ``C == len(mean)``, on any device.
+        generator : torch.Generator
+            Source of all randomness, on the images' device.
+
+        Returns
+        -------
+        list of torch.Tensor
+            For every group, float32 views of shape ``(n_crops * B, C, h, w)``, crop-major: rows
+            ``[k * B:(k + 1) * B]`` are crop ``k`` of every image.
+
+        Raises
+        ------
+        TypeError
+            When ``images`` is not a uint8 tensor.
+        ValueError
+            When ``images`` has the wrong shape, or the generator is on another device.
+        """
+        _check_images(images, len(self.mean))
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
+        if generator.device != images.device:
+            raise ValueError(f"The generator is on {generator.device} but the images are on {images.device}.")
+        with torch.no_grad():
+            source = images.to(torch.float32).div_(255.0)
+            return [self._views(source, group, generator) for group in self.groups]
+
+    def _views(self, source: torch.Tensor, group: CropGroup, generator: torch.Generator) -> torch.Tensor:
+        """The normalised views of one crop group."""
+        batch, channels, height, width = source.shape
+        n_views = group.n_crops * batch
+        boxes = sample_crop_boxes(n_views, height, width, group.scale, self.ratio, generator)
+        views = _crop(source, boxes, group.size)
+        _flip_(views, _coin(n_views, self.flip_prob, generator))
+        if self.jitter_prob > 0 and any(self.jitter):
+            self._jitter_(views, generator)
+        if channels == 3 and self.grayscale_prob > 0:
+            gray = _coin(n_views, self.grayscale_prob, generator).view(-1, 1, 1, 1)
+            torch.where(gray, _luma(views), views, out=views)
+        return _normalize_(views, self.mean, self.std)
+
+    def _jitter_(self, views: torch.Tensor, generator: torch.Generator) -> None:
+        """Colour-jitter, in place, every view with probability ``jitter_prob``; the others are kept."""
+        n_views = views.shape[0]
+        factors = sample_jitter_factors(n_views, self.jitter, generator)
+        applied = _coin(n_views, self.jitter_prob, generator)
+        for op, neutral in enumerate(NEUTRAL_JITTER):
+            factors[op] = torch.where(applied, factors[op], neutral)
+        order = torch.randperm(4, generator=generator, device=generator.device)
+        color_jitter(views, factors, order, inplace=True)
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
+              std: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """The evaluation transform: uint8 images to float32 in [0, 1], then ``(x - mean) / std`` per channel.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        uint8 images of shape ``(B, C, H, W)`` with C in {1, 3}.
+    mean, std : torch.Tensor or sequence of float
+        Per-channel mean and standard deviation, ``C`` values each.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 tensor of the shape of ``images``, on its device.
+
+    Raises
+    ------
+    TypeError
+        When ``images`` is not a uint8 tensor.
+    ValueError
+        When ``images`` has the wrong shape or ``mean``/``std`` the wrong length.
+    """
+    _check_images(images, len(mean))
+    if len(std) != len(mean):
+        raise ValueError(f"mean and std must have one value per channel, got {len(mean)} and {len(std)}.")
+    if isinstance(mean, torch.Tensor) or isinstance(std, torch.Tensor):
+        shape = (1, -1, 1, 1)
+        mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(shape)
+        std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(shape)
+        return images.to(torch.float32).div_(255.0).sub_(mean).div_(std)
+    return _normalize_(images.to(torch.float32).div_(255.0), mean, std)
+
+
+def sample_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                      generator: torch.Generator) -> torch.Tensor:
+    """Random resized-crop boxes, drawn as torchvision's ``RandomResizedCrop.get_params`` draws them.
+
+    Every box tries up to ten times an area fraction uniform in ``scale`` and an aspect ratio
+    log-uniform in ``ratio``, rounds the side lengths to whole pixels and keeps the first try that fits
+    inside the image, at a uniformly random whole-pixel position. When no try fits, the box is the
+    central crop clamped to the ratio range.
+
+    Parameters
+    ----------
+    n : int
+        Number of boxes.
+    height, width : int
+        Image size in pixels.
+    scale : (float, float)
+        Range of the crop area as a fraction of the image area.
+    ratio : (float, float)
+        Range of the aspect ratio (width / height).
+    generator : torch.Generator
+        Source of randomness; the boxes are made on its device.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 boxes of shape ``(n, 4)``: ``x1, y1, x2, y2`` in pixel coordinates, where pixel ``(i, j)``
+        covers ``[j, j + 1] x [i, i + 1]``.
+    """
+    device = generator.device
+    draws = torch.rand(2, CROP_ATTEMPTS, n, generator=generator, device=device)
+    area = draws[0].mul_((scale[1] - scale[0]) * height * width).add_(scale[0] * height * width)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = draws[1].mul_(log_hi - log_lo).add_(log_lo).exp_()
+    widths = torch.sqrt(area * aspect).round_()
+    heights = torch.sqrt(area.div_(aspect)).round_()
+    fits = (widths >= 1) & (widths <= width) & (heights >= 1) & (heights <= height)
+    first_fit = fits & (fits.cumsum(dim=0) == 1)
+    found = fits.any(dim=0)
+    central_top, central_left, central_height, central_width = _central_box(height, width, ratio)
+    box_height = torch.where(found, heights.mul_(first_fit).sum(dim=0), central_height)
+    box_width = torch.where(found, widths.mul_(first_fit).sum(dim=0), central_width)
+    position = torch.rand(2, n, generator=generator, device=device)
+    top = torch.where(found, _random_offset(position[0], height - box_height), central_top)
+    left = torch.where(found, _random_offset(position[1], width - box_width), central_left)
+    return torch.stack((left, top, left + box_width, top + box_height), dim=1)
+
+
+def sample_jitter_factors(n: int, jitter: Sequence[float], generator: torch.Generator) -> torch.Tensor:
+    """Per-image colour-jitter factors, as torchvision's ``ColorJitter`` draws them.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    jitter : (float, float, float, float)
+        Brightness, contrast, saturation and hue strengths.
+    generator : torch.Generator
+        Source of randomness; the factors are made on its device.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 tensor of shape ``(4, n)``: brightness, contrast and saturation factors uniform in
+        ``[max(0, 1 - j), 1 + j]``, and the hue shift uniform in ``[-h, h]``.
+    """
+    factors = torch.rand(4, n, generator=generator, device=generator.device)
+    *blends, hue = jitter
+    for op, strength in enumerate(blends):
+        low = max(0.0, 1.0 - strength)
+        factors[op].mul_(1.0 + strength - low).add_(low)
+    factors[3].mul_(2.0 * hue).sub_(hue)
+    return factors
+
+
+def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, *,
+                 inplace: bool = False) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue adjustments, per image, in a given order.
+
+    Each operation follows its ``torchvision.transforms.functional`` namesake: brightness scales the
+    image, contrast blends it with the mean of its grayscale image, saturation blends it with its
+    grayscale image (all three clamped to [0, 1]) and hue rotates the HSV hue. For one-channel images
+    saturation and hue leave the image unchanged. Nothing is read back from the device: every step
+    evaluates a blend and a hue rotation, neutral unless ``order`` picks that operation for the step.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        float images in [0, 1] of shape ``(N, C, H, W)``, C in {1, 3}.
+    factors : torch.Tensor
+        Shape ``(4, N)``: brightness, contrast and saturation factors and hue shifts in [-0.5, 0.5].
+    order : torch.Tensor
+        Permutation of ``0..3`` on the images' device: ``order[k]`` is the operation of step ``k``
+        (0 brightness, 1 contrast, 2 saturation, 3 hue).
+    inplace : bool, default=False
+        Whether to adjust ``images`` in place.
+
+    Returns
+    -------
+    torch.Tensor
+        The adjusted images (``images`` itself when ``inplace``).
+    """
+    if not inplace:
+        images = images.clone()
+    ops = torch.arange(4, device=images.device)
+    for step in range(4):
+        chosen = order[step] == ops
+        _blend_(images, factors[:3], chosen[:3])
+        if images.shape[1] == 3:
+            adjust_hue(images, torch.where(chosen[3], factors[3], 0.0), inplace=True)
+    return images
+
+
+def adjust_hue(images: torch.Tensor, shifts: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """Rotate the HSV hue of every image by its own shift, as ``torchvision``'s ``adjust_hue``.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        float RGB images in [0, 1] of shape ``(N, 3, H, W)``.
+    shifts : torch.Tensor
+        Hue shifts of shape ``(N,)``, in turns (1 is a full turn), at most half a turn either way.
+    inplace : bool, default=False
+        Whether to write the result into ``images``.
+
+    Returns
+    -------
+    torch.Tensor
+        The rotated images; HSV value and saturation are unchanged.
+
+    Notes
+    -----
+    With ``M`` the largest channel and ``C`` the chroma (largest minus smallest channel), channel ``c``
+    of a pixel of hue ``h`` (in sixths of a turn) is ``M - C * fade(h - q_c)``, where ``q = (3, 5, 7)``
+    are the hues at which red, green and blue are smallest and ``fade(d) = clamp(2 - |d|_6, 0, 1)``
+    with ``|d|_6`` the distance from ``d`` to the nearest multiple of 6. The image is rotated by
+    evaluating this at the shifted hue; ``2 - |d|_6 = |||d| - 6| - 3| - 1`` for ``|d| <= 12``, which
+    covers every shifted ``h - q_c`` here.
+    """
+    red, green, blue = images.split(1, dim=1)
+    brightest = torch.maximum(red, green)
+    torch.maximum(brightest, blue, out=brightest)
+    chroma = torch.minimum(red, green)
+    torch.minimum(chroma, blue, out=chroma)
+    torch.sub(brightest, chroma, out=chroma)
+    hue = _hue_sixths(red, green, blue, brightest, chroma).add_(6.0 * shifts.view(-1, 1, 1, 1))
+    lowest_at = torch.arange(3, 8, 2, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    fade = torch.sub(hue, lowest_at, out=images if inplace else torch.empty_like(images))
+    fade.abs_().sub_(6.0).abs_().sub_(3.0).abs_().sub_(1.0).clamp_(0.0, 1.0)
+    return fade.mul_(chroma).neg_().add_(brightest)
+
+
+def _hue_sixths(red: torch.Tensor, green: torch.Tensor, blue: torch.Tensor, brightest: torch.Tensor,
+                chroma: torch.Tensor) -> torch.Tensor:
+    """HSV hue in sixths of a turn, in [-1, 5], by the formula of the largest channel.
+
+    Times the chroma, the hue is ``green - blue`` where red is largest, ``2 * chroma + blue - red``
+    where green is and ``4 * chroma + red - green`` where blue is. The formula is picked arithmetically:
+    ``sign(brightest - channel)`` is 0 where the channel is the largest and 1 elsewhere, and a lerp with
+    a weight of exactly 0 or 1 returns exactly one of its ends. Where two channels tie for the largest,
+    their formulas agree.
+    """
+    red_below = torch.sub(brightest, red).sign_()
+    green_below = torch.sub(brightest, green).sign_()
+    green_or_blue = torch.sub(blue, red).add_(chroma, alpha=2.0)
+    blue_formula = torch.sub(red, green).add_(chroma, alpha=4.0)
+    green_or_blue.lerp_(blue_formula, green_below)
+    # the red formula and the divisor go into buffers that are no longer needed
+    hue = torch.sub(green, blue, out=blue_formula).lerp_(green_or_blue, red_below)
+    return hue.div_(torch.clamp_min(chroma, _MIN_CHROMA, out=red_below))
+
+
+def _blend_(images: torch.Tensor, factors: torch.Tensor, chosen: torch.Tensor) -> None:
+    """Blend in place: brightness, contrast or saturation, whichever ``chosen`` picks, or nothing.
+
+    The picked blend is ``clamp(f * image + (1 - f) * target, 0, 1)`` with the target 0 (brightness),
+    the mean of the grayscale image (contrast) or the grayscale image (saturation). When ``chosen``
+    picks none, every factor is 1 and the images are left exactly as they are.
+    """
+    factor = torch.where(chosen.view(3, 1), factors, 1.0).prod(dim=0).view(-1, 1, 1, 1)
+    gray = _luma(images)
+    mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+    target = gray.mul_(chosen[2]).add_(mean.mul_(chosen[1]))
+    torch.lerp(target, images, factor, out=images).clamp_(0.0, 1.0)
+
+
+def _luma(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma of RGB images, shape ``(N, 1, H, W)``; one-channel images are copied."""
+    if images.shape[1] == 1:
+        return images.clone()
+    red, green, blue = images.split(1, dim=1)
+    return (red * LUMA_WEIGHTS[0]).add_(green, alpha=LUMA_WEIGHTS[1]).add_(blue, alpha=LUMA_WEIGHTS[2])
+
+
+def _crop(source: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Crop box ``k`` of image ``k mod B`` and resize it to ``size`` by area-averaging bilinear samples."""
+    batch = source.shape[0]
+    image_index = torch.arange(boxes.shape[0], device=boxes.device).remainder_(batch).to(boxes.dtype)
+    rois = torch.cat((image_index.view(-1, 1), boxes), dim=1)
+    return roi_align(source, rois, output_size=tuple(size), spatial_scale=1.0, sampling_ratio=-1,
+                     aligned=True)
+
+
+def _flip_(views: torch.Tensor, mask: torch.Tensor) -> None:
+    """Mirror, in place, the views where ``mask`` is set."""
+    torch.where(mask.view(-1, 1, 1, 1), views.flip(-1), views, out=views)
+
+
+def _coin(n: int, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """``n`` independent booleans, each true with ``probability``."""
+    return torch.rand(n, generator=generator, device=generator.device) < probability
+
+
+def _random_offset(uniform: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
+    """A whole number uniform in ``[0, slack]`` from a uniform draw in [0, 1)."""
+    return torch.minimum(uniform.mul_(slack + 1).floor_(), slack)
+
+
+def _central_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[float, float, float, float]:
+    """``(top, left, height, width)`` of the whole image clamped to the ratio range, centred.
+
+    This is torchvision's fallback crop, for when no attempt at a random box fits.
+    """
+    box_height, box_width = height, width
+    if width / height < ratio[0]:
+        box_height = int(round(width / ratio[0]))
+    elif width / height > ratio[1]:
+        box_width = int(round(height * ratio[1]))
+    top, left = (height - box_height) // 2, (width - box_width) // 2
+    return float(top), float(left), float(box_height), float(box_width)
+
+
+def _normalize_(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalise float images in place, channel by channel, with host-side constants."""
+    for channel, (center, spread) in enumerate(zip(mean, std)):
+        images[:, channel].sub_(center).div_(spread)
+    return images
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_pair(value, is_item) -> bool:
+    """Whether ``value`` is a tuple or list of two items that pass ``is_item``."""
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(is_item(item) for item in value)
+
+
+def _check_images(images: torch.Tensor, channels: int) -> None:
+    """Raise unless ``images`` is a uint8 ``(B, C, H, W)`` tensor with ``channels`` channels."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}.")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8, got {images.dtype}.")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {images.ndim} dimensions.")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {images.shape[1]}.")
+    if images.shape[1] != channels:
+        raise ValueError(f"images have {images.shape[1]} channels but mean/std have {channels} values.")
+    if images.shape[2] < 1 or images.shape[3] < 1:
+        raise ValueError(f"images must be at least 1x1 pixels, got {tuple(images.shape[2:])}.")
+
+
+def _check_groups(groups: Sequence[CropGroup]) -> tuple[CropGroup, ...]:
+    groups = tuple(groups)
+    if not groups:
+        raise ValueError("groups must hold at least one CropGroup.")
+    for group in groups:
+        if not isinstance(group, CropGroup):
+            raise TypeError(f"groups must hold CropGroup instances, got {type(group).__name__}.")
+    return groups
+
+
+def _check_mean_std(mean: Sequence[float], std: Sequence[float],
+                    ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) not in (1, 3) or len(std) != len(mean):
+        raise ValueError(f"mean and std must have 1 or 3 values each, got {len(mean)} and {len(std)}.")
+    if not all(math.isfinite(m) for m in mean):
+        raise ValueError(f"mean must be finite, got {mean}.")
+    if not all(0 < s < math.inf for s in std):
+        raise ValueError(f"std must be positive and finite, got {std}.")
+    return mean, std
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}.")
+    return float(value)
+
+
+def _check_jitter(jitter: Sequence[float]) -> tuple[float, float, float, float]:
+    jitter = tuple(float(j) for j in jitter)
+    if len(jitter) != 4:
+        raise ValueError(f"jitter must hold 4 strengths (brightness, contrast, saturation, hue), "
+                         f"got {jitter}.")
+    if not all(0 <= j < math.inf for j in jitter):
+        raise ValueError(f"jitter strengths must be non-negative and finite, got {jitter}.")
+    if jitter[3] > 0.5:
+        raise ValueError(f"the hue jitter must be at most 0.5, got {jitter[3]}.")
+    return jitter
+
+
+def _check_ratio(ratio: tuple[float, float]) -> tuple[float, float]:
+    ratio = tuple(float(r) for r in ratio)
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1] < math.inf:
+        raise ValueError(f"ratio must satisfy 0 < ratio[0] <= ratio[1] < inf, got {ratio}.")
+    return ratio
+
+
+#: (probability of masking a feature, noise standard deviation) of large and of small vector views
+LARGE_VECTOR_VIEW = (0.1, 0.1)
+SMALL_VECTOR_VIEW = (0.2, 0.2)
+
+
+class FeatureViews:
+    """Views of plain feature vectors, the analogue of multi-crop for tabular data and embeddings.
+
+    Each view masks every (standardised) feature to 0 with a small probability and adds Gaussian noise;
+    the "small" views are corrupted twice as strongly as the "large" ones.
+
+    Parameters
+    ----------
+    n_large, n_small : int
+        Number of lightly and strongly corrupted views.
+    """
+
+    def __init__(self, n_large: int, n_small: int) -> None:
+        if n_large < 1 or n_small < 0:
+            raise ValueError(f"FeatureViews needs n_large >= 1 and n_small >= 0, got {n_large} and {n_small}.")
+        self.groups = [(n_large, LARGE_VECTOR_VIEW)] + ([(n_small, SMALL_VECTOR_VIEW)] if n_small else [])
+
+    def __call__(self, vectors: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """Views of a batch ``(B, F)``: one tensor ``(n_views * B, F)`` per group, view-major."""
+        out = []
+        for n_views, (mask_prob, noise_std) in self.groups:
+            repeated = vectors.float().repeat(n_views, 1)
+            keep = torch.rand(repeated.shape, generator=generator, device=vectors.device) >= mask_prob
+            noise = torch.randn(repeated.shape, generator=generator, device=vectors.device)
+            out.append(repeated * keep + noise_std * noise)
+        return out

@@ -1,0 +1,185 @@
+"""Input handling: every accepted form of ``X`` becomes one compact tensor.
+
+Images become ``uint8`` tensors ``(N, C, H, W)``: uint8 arrays as they are, float arrays quantised to 256
+levels over their pixel range, torch Datasets decoded once. Plain feature vectors become float32 tensors
+``(N, F)``. Nothing here makes a float copy of an image set; the training loop converts one batch at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_array
+
+__all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
+           "pixel_range", "to_uint8", "batches"]
+
+_VALID_CHANNELS = (1, 3)
+
+
+@dataclass
+class PreparedData:
+    """Data ready for the networks.
+
+    Attributes
+    ----------
+    values : Tensor
+        ``uint8 (N, C, H, W)`` images or ``float32 (N, F)`` vectors, on the CPU.
+    is_image : bool
+        Whether ``values`` holds images.
+    targets : ndarray or None
+        Labels that came with a Dataset, if any.
+    """
+
+    values: torch.Tensor
+    is_image: bool
+    targets: np.ndarray | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: ``(C, H, W)`` or ``(F,)``."""
+        return tuple(self.values.shape[1:])
+
+
+def is_dataset(X) -> bool:
+    """Whether ``X`` is a map-style torch Dataset (anything with ``__getitem__`` and ``__len__`` that is
+    not an array)."""
+    return isinstance(X, torch.utils.data.Dataset)
+
+
+def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int]:
+    """Turn the ``image_shape`` parameter into ``(H, W, C)`` for rows of ``n_features`` values.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)`` for grey images or ``(H, W, C)``; one entry may be -1 and is then inferred, as in
+        :func:`numpy.reshape`. Rows are the C-order flattening of ``(H, W, C)`` images.
+    n_features : int
+        Number of values per row.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(H, W, C)``.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3:
+        raise ValueError(f"image_shape must be (height, width) or (height, width, channels), got {image_shape}.")
+    if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+        raise ValueError(f"image_shape entries must be positive, with at most one -1, got {image_shape}.")
+    known = int(np.prod([s for s in shape if s != -1]))
+    if -1 in shape:
+        if n_features % known:
+            raise ValueError(f"image_shape {image_shape} does not divide the {n_features} features of X.")
+        shape = tuple(n_features // known if s == -1 else s for s in shape)
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape {image_shape} holds {int(np.prod(shape))} values, but X has {n_features} features."
+        )
+    if shape[2] not in _VALID_CHANNELS:
+        raise ValueError(f"Images must have 1 or 3 channels, image_shape {image_shape} gives {shape[2]}.")
+    return shape
+
+
+def _channels_first(array: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) or (N, C, H, W) -> (N, C, H, W); channels-last when the last axis has 1 or 3 entries
+    and the second does not."""
+    if array.shape[-1] in _VALID_CHANNELS and array.shape[1] not in _VALID_CHANNELS:
+        return array.transpose(0, 3, 1, 2)
+    if array.shape[1] in _VALID_CHANNELS:
+        return array
+    raise ValueError(
+        f"Cannot find the channel axis of images shaped {array.shape[1:]}: images must have 1 or 3 channels, "
+        "as (N, H, W, C) or (N, C, H, W)."
+    )
+
+
+def pixel_range(array: np.ndarray) -> tuple[float, float]:
+    """The value range that maps to [0, 255]: [0, 255] for uint8, [0, 1] for floats within it, else the
+    data's own minimum and maximum."""
+    if array.dtype == np.uint8:
+        return 0.0, 255.0
+    low, high = float(array.min()), float(array.max())
+    if low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return low, high if high > low else low + 1.0
+
+
+def to_uint8(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Quantise images to uint8 over ``value_range`` (values outside it are clipped)."""
+    if array.dtype == np.uint8 and value_range == (0.0, 255.0):
+        return array
+    low, high = value_range
+    scaled = (np.asarray(array, dtype=np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def images_from_array(array: np.ndarray, image_shape) -> np.ndarray:
+    """Images (N, C, H, W) from a validated 2-D, 3-D or 4-D array, still in the input's dtype."""
+    if array.ndim == 2:
+        height, width, channels = resolve_image_shape(image_shape, array.shape[1])
+        return array.reshape(-1, height, width, channels).transpose(0, 3, 1, 2)
+    if array.ndim == 3:
+        return array[:, None]
+    if array.ndim == 4:
+        return _channels_first(array)
+    raise ValueError(f"Expected 2-D, 3-D or 4-D image data, got an array with {array.ndim} dimensions.")
+
+
+def _pil_or_tensor_to_array(item) -> np.ndarray:
+    """One Dataset image (PIL image, tensor or array) as an (H, W, C) or (C, H, W) array."""
+    if isinstance(item, torch.Tensor):
+        return item.numpy()
+    if hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
+        array = np.asarray(item.convert("RGB") if item.mode not in ("L", "RGB") else item)
+        return array if array.ndim == 3 else array[..., None]
+    if isinstance(item, np.ndarray):
+        return item
+    raise TypeError(f"Dataset items must be PIL images, tensors or arrays, got {type(item).__name__}.")
+
+
+def images_from_dataset(dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode a torch Dataset of images or (image, target) pairs, once.
+
+    Returns
+    -------
+    images : ndarray (N, C, H, W)
+        In the items' own dtype (uint8 for PIL images).
+    targets : ndarray or None
+        The targets, when items are pairs.
+    """
+    if len(dataset) == 0:
+        raise ValueError("The dataset is empty.")
+    images, targets = [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if isinstance(item, (tuple, list)):
+            item, target = item[0], item[1]
+            targets.append(target)
+        array = _pil_or_tensor_to_array(item)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise ValueError(f"Dataset item {index} is not an image: shape {array.shape}.")
+        images.append(array)
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise ValueError(f"Dataset images differ in shape ({sorted(shapes)[:3]}...); resize them to one size.")
+    stacked = _channels_first(np.stack(images))
+    return stacked, (np.asarray(targets) if len(targets) == len(images) else None)
+
+
+def check_images(images: np.ndarray) -> np.ndarray:
+    """Reject images with non-finite values (as check_array does for 2-D data)."""
+    return check_array(images, allow_nd=True, ensure_all_finite=True, dtype=None, ensure_min_features=1)
+
+
+def batches(n: int, batch_size: int):
+    """Slices covering ``range(n)`` in order, ``batch_size`` at a time."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))

@@ -1,0 +1,195 @@
+"""The training loop: one optimiser step per batch on the sum of the three IMC-SwAV objectives.
+
+Data stay on the training device as one tensor (uint8 images or float32 vectors); each step gathers a
+batch by index, augments it there, and runs the model on every view. Nothing in the step waits for the
+device: losses are accumulated as tensors and read once per epoch, and the first non-finite step is
+recorded on the device too.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .networks import IMCSwAVNet
+from .objectives import logit_penalty, mutual_information_loss, swav_loss
+
+__all__ = ["TrainingConfig", "Trainer", "DivergenceError", "LOSS_TERMS"]
+
+#: names of the loss terms reported per epoch
+LOSS_TERMS = ("loss", "swav", "mi", "reg")
+
+
+class DivergenceError(FloatingPointError):
+    """Raised when a training loss becomes NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyper-parameters of the optimisation (defaults are the published ones)."""
+
+    batch_size: int = 256
+    learning_rate: float = 5e-4
+    betas: tuple[float, float] = (0.8, 0.999)
+    weight_decay: float = 1e-5
+    warmup_updates: int = 500
+    lr_milestones: tuple[int, ...] = (150, 300, 400)
+    lr_gamma: float = 0.4
+    n_large_views: int = 2
+    temperature: float = 0.1
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iterations: int = 3
+    marginal_weight: float = 4.0
+    logit_penalty: float = 0.01
+    logit_threshold: float = 5.0
+
+
+class Trainer:
+    """Optimiser, learning-rate schedule and the epoch loop of one model.
+
+    Parameters
+    ----------
+    model : IMCSwAVNet
+        The network, already on ``device``.
+    augment : callable
+        ``augment(batch, generator)`` returns the view groups of a batch, each view-major.
+    config : TrainingConfig
+        Optimisation settings.
+    generator : torch.Generator
+        Source of all training randomness (shuffling and augmentation), on ``device``.
+    autocast_dtype : torch.dtype or None
+        Mixed-precision dtype for the networks (bf16 on CUDA), or None for float32.
+    group : ProcessGroup, default=None
+        Distributed process group for the objectives.
+    """
+
+    def __init__(self, model: IMCSwAVNet, augment: Callable, config: TrainingConfig,
+                 generator: torch.Generator, autocast_dtype: torch.dtype | None = None, group=None) -> None:
+        self.model = model
+        self.augment = augment
+        self.config = config
+        self.generator = generator
+        self.autocast_dtype = autocast_dtype
+        self.group = group
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas,
+                                          weight_decay=config.weight_decay)
+        self.updates = 0
+        self.epoch = 0
+
+    def learning_rate(self) -> float:
+        """Learning rate of the next update: linear warm-up over updates, then steps at epoch milestones."""
+        cfg = self.config
+        warmup = min(1.0, (self.updates + 1) / cfg.warmup_updates) if cfg.warmup_updates else 1.0
+        decay = cfg.lr_gamma ** bisect.bisect_right(sorted(cfg.lr_milestones), self.epoch)
+        return cfg.learning_rate * warmup * decay
+
+    def losses(self, views: Sequence[torch.Tensor], batch_size: int) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch of views."""
+        cfg = self.config
+        device_type = views[0].device.type
+        with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            scores, logits = self.model(views, batch_size)
+        swav = swav_loss(scores, cfg.n_large_views, cfg.temperature, cfg.sinkhorn_epsilon,
+                         cfg.sinkhorn_iterations, self.group)
+        mi = mutual_information_loss(logits, scores, cfg.temperature, cfg.marginal_weight, self.group)
+        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold)
+        return {"loss": swav + mi + reg, "swav": swav, "mi": mi, "reg": reg}
+
+    def step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser update on a batch of raw samples; returns the detached loss terms."""
+        self.model.normalize_prototypes()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        views = self.augment(batch, self.generator)
+        terms = self.losses(views, batch.shape[0])
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.updates < self.config.warmup_updates:
+            self.model.prototypes.weight.grad = None  # Adam skips parameters without a gradient
+        self.optimizer.step()
+        self.updates += 1
+        return {name: value.detach() for name, value in terms.items()}
+
+    def epoch_batches(self, n_samples: int) -> list[torch.Tensor]:
+        """Shuffled equal-size index batches of one epoch; the remainder (< batch size) is left out and is
+        different every epoch."""
+        batch = min(self.config.batch_size, n_samples)
+        order = torch.randperm(n_samples, generator=self.generator, device=self.generator.device)
+        return list(order[: n_samples - n_samples % batch].split(batch))
+
+    def train_epoch(self, data: torch.Tensor, progress: Callable[[dict[str, float]], None] | None = None,
+                    ) -> dict[str, float]:
+        """Train one epoch on ``data`` (on the training device) and return the mean loss terms.
+
+        Raises
+        ------
+        DivergenceError
+            When a loss is NaN or infinite; the message names the epoch and the step.
+        """
+        self.model.train()
+        start = time.perf_counter()
+        totals = torch.zeros(len(LOSS_TERMS), device=data.device)
+        first_bad = torch.full((), -1, device=data.device, dtype=torch.long)
+        index_batches = self.epoch_batches(data.shape[0])
+        for step, index in enumerate(index_batches):
+            step_terms = self.step(data[index])
+            terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
+            totals += terms
+            bad = ~torch.isfinite(terms).all() & (first_bad < 0)
+            first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
+            if progress is not None:
+                progress(dict(zip(LOSS_TERMS, (totals / (step + 1)).tolist())))
+        if int(first_bad) >= 0:
+            raise DivergenceError(f"The training loss became NaN or infinite at epoch {self.epoch + 1}, "
+                                  f"step {int(first_bad) + 1} of {len(index_batches)}.")
+        self.epoch += 1
+        record = dict(zip(LOSS_TERMS, (totals / len(index_batches)).tolist()))
+        record.update(epoch=self.epoch, lr=self.learning_rate(), seconds=time.perf_counter() - start,
+                      updates=self.updates)
+        return record
+
+    def state_dict(self) -> dict:
+        """Optimiser state and counters (the model and generator are saved by their owners)."""
+        return {"optimizer": self.optimizer.state_dict(), "updates": self.updates, "epoch": self.epoch,
+                "config": asdict(self.config)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates, self.epoch = int(state["updates"]), int(state["epoch"])
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                           batches: Sequence[torch.Tensor]) -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network whose BatchNorm layers are reset.
+    forward : callable
+        Runs the network on one prepared batch (in training mode).
+    batches : sequence of Tensor
+        Prepared (normalised, un-augmented) inputs.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not batches:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    for batch in batches:
+        forward(batch)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)

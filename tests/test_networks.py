@@ -1,0 +1,77 @@
+"""Network architecture as the SPEC states it."""
+
+import pytest
+import torch
+from torch import nn
+
+from imc_cluster.networks import IMCSwAVNet, MLPEncoder, ResNetEncoder
+
+
+def count_blocks(encoder):
+    return [len(stage) for stage in encoder.stages]
+
+
+@pytest.mark.parametrize("depth, blocks, features", [
+    ("resnet18", [2, 2, 2, 2], 512), ("resnet34", [3, 4, 6, 3], 512), ("resnet50", [3, 4, 6, 3], 2048),
+])
+def test_resnet_layouts(depth, blocks, features):
+    encoder = ResNetEncoder(depth, in_channels=3)
+    assert count_blocks(encoder) == blocks
+    assert encoder.out_features == features
+    assert encoder(torch.randn(2, 3, 18, 18)).shape == (2, features)
+
+
+def test_small_image_stem():
+    stem = ResNetEncoder("resnet18", 3).stem
+    conv = stem[0]
+    assert (conv.kernel_size, conv.stride, conv.out_channels, conv.bias) == ((3, 3), (1, 1), 64, None)
+    assert isinstance(stem[1], nn.BatchNorm2d) and isinstance(stem[3], nn.Identity)
+    assert isinstance(ResNetEncoder("resnet18", 3, stem_pool=True).stem[3], nn.MaxPool2d)
+
+
+def test_width_scales_channels_and_grey_input():
+    encoder = ResNetEncoder("resnet18", in_channels=1, width=8)
+    assert encoder.out_features == 64
+    assert encoder(torch.randn(2, 1, 8, 8)).shape == (2, 64)
+
+
+def make_net(n_clusters=4, n_prototypes=30):
+    return IMCSwAVNet(ResNetEncoder("resnet18", 3, width=8), n_clusters, n_prototypes, projection_dim=16,
+                      head_hidden_dim=32)
+
+
+def test_heads_shapes_and_prototype_normalisation():
+    net = make_net()
+    with torch.no_grad():
+        net.prototypes.weight.mul_(3.0)
+    net.normalize_prototypes()
+    torch.testing.assert_close(net.prototypes.weight.norm(dim=1), torch.ones(30))
+    projection = [m for m in net.projection]
+    assert [type(m) for m in projection] == [nn.Linear, nn.Linear]  # no non-linearity between
+    assert projection[0].in_features == projection[0].out_features == 64
+    head_types = [type(m) for m in net.head]
+    assert head_types == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert net.prototypes.bias is None
+
+
+def test_forward_splits_views_and_scores_are_cosines():
+    net = make_net()
+    large, small = torch.randn(2 * 5, 3, 12, 12), torch.randn(4 * 5, 3, 8, 8)
+    scores, logits = net([large, small], batch_size=5)
+    assert len(scores) == len(logits) == 6
+    assert all(s.shape == (5, 30) for s in scores) and all(y.shape == (5, 4) for y in logits)
+    assert torch.cat(scores).abs().max() <= 1.0 + 1e-5
+
+
+def test_head_gradient_never_reaches_encoder():
+    net = make_net()
+    _, logits = net([torch.randn(8, 3, 10, 10)], batch_size=4)
+    torch.stack(logits).sum().backward()
+    assert all(p.grad is None for p in net.encoder.parameters())
+    assert all(p.grad is not None for p in net.head.parameters())
+
+
+def test_mlp_encoder():
+    encoder = MLPEncoder(7, width=4)
+    assert encoder.out_features == 32
+    assert encoder(torch.randn(3, 7)).shape == (3, 32)

@@ -1,0 +1,66 @@
+"""The optimisation schedule: warm-up, frozen prototypes, milestones, divergence."""
+
+import pytest
+import torch
+
+from imc_cluster.networks import IMCSwAVNet, MLPEncoder
+from imc_cluster.training import DivergenceError, Trainer, TrainingConfig
+
+
+def vector_views(batch, generator):
+    noise = torch.randn(batch.repeat(3, 1).shape, generator=generator)
+    return [batch.repeat(3, 1) + 0.1 * noise]
+
+
+def make_trainer(**config):
+    torch.manual_seed(0)
+    model = IMCSwAVNet(MLPEncoder(6, width=2), n_clusters=3, n_prototypes=8, projection_dim=4, head_hidden_dim=8)
+    cfg = TrainingConfig(batch_size=8, n_large_views=2, **config)
+    return Trainer(model, vector_views, cfg, torch.Generator().manual_seed(0))
+
+
+def test_prototypes_frozen_during_warmup():
+    trainer = make_trainer(warmup_updates=3)
+    data = torch.randn(16, 6)
+    start = trainer.model.prototypes.weight.detach().clone()
+    encoder_start = [p.detach().clone() for p in trainer.model.encoder.parameters()]
+    trainer.train_epoch(data)  # 2 updates
+    # only the per-step re-normalisation touches them (float rounding)
+    torch.testing.assert_close(trainer.model.prototypes.weight, start, rtol=0, atol=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder_start, trainer.model.encoder.parameters()))
+    trainer.train_epoch(data)  # updates 3 (still warm-up) and 4 (first prototype update)
+    assert (trainer.model.prototypes.weight - start).abs().max() > 1e-4
+
+
+def test_learning_rate_schedule():
+    trainer = make_trainer(warmup_updates=500, lr_milestones=(150, 300, 400), lr_gamma=0.4)
+    assert trainer.learning_rate() == pytest.approx(5e-4 / 500)
+    trainer.updates = 249
+    assert trainer.learning_rate() == pytest.approx(5e-4 / 2)
+    trainer.updates, trainer.epoch = 10_000, 149
+    assert trainer.learning_rate() == pytest.approx(5e-4)
+    for epoch, factor in [(150, 0.4), (299, 0.4), (300, 0.16), (400, 0.064), (499, 0.064)]:
+        trainer.epoch = epoch
+        assert trainer.learning_rate() == pytest.approx(5e-4 * factor)
+
+
+def test_optimizer_is_adam_with_spec_settings():
+    group = make_trainer().optimizer.param_groups[0]
+    assert type(make_trainer().optimizer) is torch.optim.Adam
+    assert group["betas"] == (0.8, 0.999) and group["weight_decay"] == 1e-5
+
+
+def test_divergence_names_epoch_and_step():
+    trainer = make_trainer(warmup_updates=0)
+    data = torch.randn(24, 6)
+    data[9] = float("nan")  # lands in one of the three batches of the second epoch
+    trainer.train_epoch(torch.randn(24, 6))
+    with pytest.raises(DivergenceError, match=r"epoch 2, step [123] of 3"):
+        trainer.train_epoch(data)
+
+
+def test_losses_finite_under_bf16_autocast():
+    trainer = make_trainer()
+    trainer.autocast_dtype = torch.bfloat16
+    terms = trainer.losses(vector_views(torch.randn(8, 6), torch.Generator().manual_seed(1)), 8)
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())
