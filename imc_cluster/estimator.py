@@ -17,7 +17,7 @@ from . import data as data_lib
 from .augmentation import CropGroup, FeatureViews, MultiCropAugmenter, normalize
 from .metrics import cluster_accuracy, evaluate_clustering
 from .networks import RESNET_LAYOUTS, STEM_POOL_MIN_SIDE, IMCSwAVNet, MLPEncoder, ResNetEncoder
-from .training import Trainer, TrainingConfig, recalibrate_batch_norm
+from .training import LOSS_TERMS, Trainer, TrainingConfig, recalibrate_batch_norm
 
 __all__ = ["IMCSwAVClustering"]
 
@@ -437,6 +437,16 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         self : IMCSwAVClustering
             The fitted estimator.
         """
+        previous = dict(self.__dict__)
+        try:
+            return self._fit(X, eval_set)
+        except BaseException:
+            # a failed fit leaves a previously fitted estimator exactly as it was
+            self.__dict__.clear()
+            self.__dict__.update(previous)
+            raise
+
+    def _fit(self, X, eval_set):
         self._check_params()
         data = self._prepare(X, reset=True)
         n_samples = data.values.shape[0]
@@ -454,19 +464,37 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
                           autocast_dtype=torch.bfloat16 if self.device_.type == "cuda" else None)
         values = data.values.to(self.device_)
         self.history_ = []
-        with tqdm(total=self.max_epochs, disable=not self.verbose, desc="IMC-SwAV", unit="epoch") as bar:
+        steps = trainer.steps_per_epoch(values.shape[0])
+        with tqdm(total=self.max_epochs * steps, disable=not self.verbose, desc="IMC-SwAV", unit="step") as bar:
             for _ in range(self.max_epochs):
-                record = trainer.train_epoch(values)
+                record = trainer.train_epoch(values, on_step=self._progress(bar, steps) if self.verbose else None)
                 if evaluation is not None:
                     self._recalibrate(values, generator)
                     record.update(self._evaluate(*evaluation))
                 self.history_.append(record)
-                bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "swav", "mi", "acc") if k in record})
-                bar.update()
+                bar.set_postfix(self._postfix(record))
         self.n_iter_ = trainer.epoch
         self._recalibrate(values, generator)
         self.labels_ = self._logits(values).argmax(dim=1).numpy().astype(np.int64)
         return self
+
+    @staticmethod
+    def _postfix(record: dict) -> dict[str, str]:
+        shown = ("epoch", *LOSS_TERMS, "acc")
+        return {key: f"{value:.3f}" if isinstance(value, float) else str(value)
+                for key, value in record.items() if key in shown}
+
+    def _progress(self, bar: tqdm, steps: int):
+        """Per-step progress: advance the bar, and show the running losses about 10 times an epoch (each
+        read waits for the device)."""
+        every = max(1, steps // 10)
+
+        def on_step(step: int, totals: torch.Tensor) -> None:
+            bar.update()
+            if (step + 1) % every == 0:
+                bar.set_postfix(self._postfix(dict(zip(LOSS_TERMS, (totals / (step + 1)).tolist()))))
+
+        return on_step
 
     def _training_config(self) -> TrainingConfig:
         return TrainingConfig(

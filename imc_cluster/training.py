@@ -121,11 +121,23 @@ class Trainer:
         different every epoch."""
         batch = min(self.config.batch_size, n_samples)
         order = torch.randperm(n_samples, generator=self.generator, device=self.generator.device)
-        return list(order[: n_samples - n_samples % batch].split(batch))
+        return list(order[: self.steps_per_epoch(n_samples) * batch].split(batch))
 
-    def train_epoch(self, data: torch.Tensor, progress: Callable[[dict[str, float]], None] | None = None,
-                    ) -> dict[str, float]:
+    def steps_per_epoch(self, n_samples: int) -> int:
+        """Optimiser updates in one epoch over ``n_samples``."""
+        return n_samples // min(self.config.batch_size, n_samples)
+
+    def train_epoch(self, data: torch.Tensor,
+                    on_step: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, float]:
         """Train one epoch on ``data`` (on the training device) and return the mean loss terms.
+
+        Parameters
+        ----------
+        data : Tensor
+            The whole training set, on the training device.
+        on_step : callable, default=None
+            Called after every step as ``on_step(step, totals)`` with the running sums of the loss terms
+            (a device tensor ordered as ``LOSS_TERMS``); reading it synchronises with the device.
 
         Raises
         ------
@@ -143,8 +155,8 @@ class Trainer:
             totals += terms
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
-            if progress is not None:
-                progress(dict(zip(LOSS_TERMS, (totals / (step + 1)).tolist())))
+            if on_step is not None:
+                on_step(step, totals)
         if int(first_bad) >= 0:
             raise DivergenceError(f"The training loss became NaN or infinite at epoch {self.epoch + 1}, "
                                   f"step {int(first_bad) + 1} of {len(index_batches)}.")
