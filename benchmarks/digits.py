@@ -28,7 +28,8 @@ DIGITS_CONFIG = dict(
     n_clusters=10, image_shape=(8, 8), backbone_width=16, n_prototypes=100,
     large_crop_size=8, small_crop_size=6, large_crop_scale=(0.5, 1.0), small_crop_scale=(0.3, 0.6),
     flip_prob=0.0, color_jitter=(0.2, 0.2, 0.0, 0.0), color_jitter_prob=0.5,
-    batch_size=128, max_epochs=150, warmup_updates=50, lr_milestones=(100, 130), device="cpu",
+    batch_size=128, max_epochs=150, learning_rate=1e-3, warmup_updates=50, lr_milestones=(100, 130),
+    device="cpu",
 )
 
 

@@ -14,7 +14,7 @@ import torch
 from sklearn.utils.validation import check_array
 
 __all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
-           "pixel_range", "to_uint8", "batches"]
+           "pixel_range", "to_uint8", "place", "batches"]
 
 _VALID_CHANNELS = (1, 3)
 
@@ -29,13 +29,10 @@ class PreparedData:
         ``uint8 (N, C, H, W)`` images or ``float32 (N, F)`` vectors, on the CPU.
     is_image : bool
         Whether ``values`` holds images.
-    targets : ndarray or None
-        Labels that came with a Dataset, if any.
     """
 
     values: torch.Tensor
     is_image: bool
-    targets: np.ndarray | None = None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -143,24 +140,21 @@ def _pil_or_tensor_to_array(item) -> np.ndarray:
     raise TypeError(f"Dataset items must be PIL images, tensors or arrays, got {type(item).__name__}.")
 
 
-def images_from_dataset(dataset) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode a torch Dataset of images or (image, target) pairs, once.
+def images_from_dataset(dataset) -> np.ndarray:
+    """Decode a torch Dataset of images or (image, target) pairs, once; targets are ignored.
 
     Returns
     -------
     images : ndarray (N, C, H, W)
         In the items' own dtype (uint8 for PIL images).
-    targets : ndarray or None
-        The targets, when items are pairs.
     """
     if len(dataset) == 0:
         raise ValueError("The dataset is empty.")
-    images, targets = [], []
+    images = []
     for index in range(len(dataset)):
         item = dataset[index]
         if isinstance(item, (tuple, list)):
-            item, target = item[0], item[1]
-            targets.append(target)
+            item = item[0]
         array = _pil_or_tensor_to_array(item)
         if array.ndim == 2:
             array = array[None]
@@ -170,13 +164,27 @@ def images_from_dataset(dataset) -> tuple[np.ndarray, np.ndarray | None]:
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
         raise ValueError(f"Dataset images differ in shape ({sorted(shapes)[:3]}...); resize them to one size.")
-    stacked = _channels_first(np.stack(images))
-    return stacked, (np.asarray(targets) if len(targets) == len(images) else None)
+    return _channels_first(np.stack(images))
 
 
 def check_images(images: np.ndarray) -> np.ndarray:
     """Reject images with non-finite values (as check_array does for 2-D data)."""
     return check_array(images, allow_nd=True, ensure_all_finite=True, dtype=None, ensure_min_features=1)
+
+
+#: share of the free GPU memory the training data may take; the rest is for the networks
+DEVICE_DATA_SHARE = 0.5
+
+
+def place(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Put the training data on ``device`` when they fit in its share of free memory; otherwise keep them
+    in pinned host memory, from which batches are copied asynchronously."""
+    if device.type != "cuda":
+        return values.to(device)
+    free, _ = torch.cuda.mem_get_info(device)
+    if values.numel() * values.element_size() <= DEVICE_DATA_SHARE * free:
+        return values.to(device)
+    return values.pin_memory()
 
 
 def batches(n: int, batch_size: int):

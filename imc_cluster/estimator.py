@@ -318,17 +318,12 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     def _prepare(self, X, reset: bool) -> data_lib.PreparedData:
         """Validate ``X`` and turn it into images (uint8) or standardised vectors (float32)."""
         if data_lib.is_dataset(X):
-            images, targets = data_lib.images_from_dataset(X)
-            images = data_lib.check_images(images)
-            return self._finish_images(images, reset, targets)
+            return self._finish_images(data_lib.check_images(data_lib.images_from_dataset(X)), reset)
         if _ndim(X) > 2:
             images = data_lib.check_images(np.asarray(X))
             if images.dtype.kind not in "uif":
                 raise TypeError(f"Image arrays must be numeric, got dtype {images.dtype}.")
-            images = data_lib.images_from_array(images, None)
-            if reset:
-                self.n_features_in_ = int(np.prod(images.shape[1:]))
-            return self._finish_images(images, reset)
+            return self._finish_images(data_lib.images_from_array(images, None), reset)
         array = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=1)
         if array.dtype.kind not in "uif":
             array = array.astype(np.float64)
@@ -345,17 +340,18 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
                              f"{self.input_shape_}; pass images shaped like the training data.")
         return self._finish_vectors(array, reset)
 
-    def _finish_images(self, images: np.ndarray, reset: bool, targets=None) -> data_lib.PreparedData:
+    def _finish_images(self, images: np.ndarray, reset: bool) -> data_lib.PreparedData:
         if images.shape[1] not in (1, 3):
             raise ValueError(f"Images must have 1 or 3 channels, got {images.shape[1]}.")
         if reset:
             self.input_shape_ = tuple(int(s) for s in images.shape[1:])
+            self.n_features_in_ = int(np.prod(self.input_shape_))
             self.pixel_range_ = data_lib.pixel_range(images)
         elif getattr(self, "input_shape_", None) != tuple(images.shape[1:]):
             raise ValueError(f"X holds images of shape (C, H, W) = {tuple(images.shape[1:])}, but the estimator "
                              f"was fitted on {self.input_shape_}.")
         values = torch.from_numpy(np.ascontiguousarray(data_lib.to_uint8(images, self.pixel_range_)))
-        return data_lib.PreparedData(values, is_image=True, targets=targets)
+        return data_lib.PreparedData(values, is_image=True)
 
     def _finish_vectors(self, array: np.ndarray, reset: bool) -> data_lib.PreparedData:
         array = np.asarray(array, dtype=np.float32)
@@ -462,7 +458,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         generator = torch.Generator(self.device_).manual_seed(seed)
         trainer = Trainer(self.model_, augment, self._training_config(), generator,
                           autocast_dtype=torch.bfloat16 if self.device_.type == "cuda" else None)
-        values = data.values.to(self.device_)
+        values = data_lib.place(data.values, self.device_)
         self.history_ = []
         steps = trainer.steps_per_epoch(values.shape[0])
         with tqdm(total=self.max_epochs * steps, disable=not self.verbose, desc="IMC-SwAV", unit="step") as bar:
@@ -524,9 +520,10 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         n_batches = min(self.bn_recalibration_batches, values.shape[0] // min(self.batch_size, values.shape[0]))
         if n_batches == 0:
             return
-        order = torch.randperm(values.shape[0], generator=generator, device=generator.device)
+        order = torch.randperm(values.shape[0], generator=generator, device=generator.device).to(values.device)
         size = min(self.batch_size, values.shape[0])
-        batches = [self._eval_transform(values[order[i * size:(i + 1) * size]]) for i in range(n_batches)]
+        batches = (self._eval_transform(values[order[i * size:(i + 1) * size]].to(self.device_))
+                   for i in range(n_batches))
         recalibrate_batch_norm(self.model_, self.model_.cluster_logits, batches)
 
     def _evaluate(self, values: torch.Tensor, labels: np.ndarray) -> dict[str, float]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -116,12 +116,12 @@ class Trainer:
         self.updates += 1
         return {name: value.detach() for name, value in terms.items()}
 
-    def epoch_batches(self, n_samples: int) -> list[torch.Tensor]:
-        """Shuffled equal-size index batches of one epoch; the remainder (< batch size) is left out and is
-        different every epoch."""
+    def epoch_batches(self, n_samples: int, device: torch.device) -> list[torch.Tensor]:
+        """Shuffled equal-size index batches of one epoch, on ``device`` (where the data are); the remainder
+        (< batch size) is left out and is different every epoch."""
         batch = min(self.config.batch_size, n_samples)
         order = torch.randperm(n_samples, generator=self.generator, device=self.generator.device)
-        return list(order[: self.steps_per_epoch(n_samples) * batch].split(batch))
+        return list(order[: self.steps_per_epoch(n_samples) * batch].to(device).split(batch))
 
     def steps_per_epoch(self, n_samples: int) -> int:
         """Optimiser updates in one epoch over ``n_samples``."""
@@ -134,7 +134,8 @@ class Trainer:
         Parameters
         ----------
         data : Tensor
-            The whole training set, on the training device.
+            The whole training set, on the training device, or in pinned host memory when it does not fit
+            there (each batch is then copied asynchronously).
         on_step : callable, default=None
             Called after every step as ``on_step(step, totals)`` with the running sums of the loss terms
             (a device tensor ordered as ``LOSS_TERMS``); reading it synchronises with the device.
@@ -146,11 +147,12 @@ class Trainer:
         """
         self.model.train()
         start = time.perf_counter()
-        totals = torch.zeros(len(LOSS_TERMS), device=data.device)
-        first_bad = torch.full((), -1, device=data.device, dtype=torch.long)
-        index_batches = self.epoch_batches(data.shape[0])
+        device = self.generator.device
+        totals = torch.zeros(len(LOSS_TERMS), device=device)
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        index_batches = self.epoch_batches(data.shape[0], data.device)
         for step, index in enumerate(index_batches):
-            step_terms = self.step(data[index])
+            step_terms = self.step(data[index].to(device, non_blocking=True))
             terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
             totals += terms
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)
@@ -179,7 +181,7 @@ class Trainer:
 
 @torch.no_grad()
 def recalibrate_batch_norm(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                           batches: Sequence[torch.Tensor]) -> None:
+                           batches: Iterable[torch.Tensor]) -> None:
     """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``.
 
     Parameters
@@ -188,11 +190,11 @@ def recalibrate_batch_norm(model: nn.Module, forward: Callable[[torch.Tensor], t
         The network whose BatchNorm layers are reset.
     forward : callable
         Runs the network on one prepared batch (in training mode).
-    batches : sequence of Tensor
-        Prepared (normalised, un-augmented) inputs.
+    batches : iterable of Tensor
+        Prepared (normalised, un-augmented) inputs, consumed one at a time.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or not batches:
+    if not norms:
         return
     momenta = [m.momentum for m in norms]
     for m in norms:

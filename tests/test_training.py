@@ -64,3 +64,20 @@ def test_losses_finite_under_bf16_autocast():
     trainer.autocast_dtype = torch.bfloat16
     terms = trainer.losses(vector_views(torch.randn(8, 6), torch.Generator().manual_seed(1)), 8)
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())
+
+
+def test_batch_norm_recalibration_is_the_plain_average():
+    from torch import nn
+
+    from imc_cluster.training import recalibrate_batch_norm
+
+    norm = nn.BatchNorm1d(3)
+    model = nn.Sequential(norm)
+    model.eval()
+    batches = [torch.randn(10, 3) * scale + shift for scale, shift in [(1.0, 0.0), (2.0, 5.0), (0.5, -1.0)]]
+    recalibrate_batch_norm(model, model, iter(batches))
+    expected_mean = torch.stack([b.mean(0) for b in batches]).mean(0)
+    expected_var = torch.stack([b.var(0) for b in batches]).mean(0)  # unbiased, as BatchNorm tracks it
+    torch.testing.assert_close(norm.running_mean, expected_mean)
+    torch.testing.assert_close(norm.running_var, expected_var)
+    assert norm.momentum == 0.1 and not model.training

@@ -1,0 +1,481 @@
+"""Named data sets of the command line, each decoded once into uint8 arrays.
+
+``c10`` (CIFAR-10), ``c20`` (CIFAR-100 with its 20 superclass labels), ``c100`` (CIFAR-100), ``stl10``,
+``tiny`` (Tiny-ImageNet-200), ``folder`` (any ImageFolder tree) and ``digits`` (scikit-learn's digits).
+
+The CIFAR and STL-10 files are read by torchvision's own dataset classes, which download them into ``path``
+when they are missing and ``download=True``. Tiny-ImageNet and ImageFolder trees are decoded with PIL on a
+thread pool; the decoded arrays are cached in ``<root>/.imc_cluster_cache/``, keyed by the relative path,
+size and modification time of every image file, so that a changed tree is decoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+from torchvision import datasets as tv_datasets
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.utils import download_and_extract_archive
+
+from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION
+
+__all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "load_dataset", "default_crop_sizes"]
+
+#: folder, inside a data set's root, that holds the caches of decoded image trees
+CACHE_DIR = ".imc_cluster_cache"
+#: part of every cache key; bump it when the decoding changes
+_CACHE_VERSION = 1
+#: default (large, small) crop sides for square images of these sides (SPEC, "Views")
+_CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
+#: image files per thread-pool task
+_DECODE_CHUNK = 256
+#: pixels per channel counted at a time for the mean and std
+_STATS_PIXELS = 1 << 22
+#: PIL modes decoded as one grey channel (when the data set does not ask for RGB)
+_GREY_MODES = ("1", "L", "LA")
+
+TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+_TINY_FOLDER = "tiny-imagenet-200"
+_TINY_EXPECTED = (f"{_TINY_FOLDER}/ (in it, or it itself) with wnids.txt, train/<wnid>/images/*.JPEG, "
+                  "val/images/*.JPEG and val/val_annotations.txt (or the archive tiny-imagenet-200.zip, "
+                  "extracted when download=True)")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The files of a data set are not where they were looked for, and could not be downloaded."""
+
+
+@dataclass
+class ImageSet:
+    """A data set decoded once into uint8 arrays.
+
+    Attributes
+    ----------
+    name : str
+        Canonical upper-case name: "C10", "C20", "C100", "STL10", "TINY", "FOLDER" or "DIGITS".
+    train_images : ndarray of uint8, shape (N, H, W, C)
+        Training images, ``C`` in {1, 3}, C-contiguous.
+    train_labels : ndarray of int64, shape (N,)
+        Class indices; -1 marks an unlabelled image (the STL-10 ``unlabeled`` split).
+    test_images : ndarray of uint8, shape (M, H, W, C)
+        Test images.
+    test_labels : ndarray of int64, shape (M,)
+        Class indices of the test images.
+    classes : list of str
+        Class names, by class index.
+    mean, std : tuple of float
+        Per-channel mean and standard deviation of all training pixels (labelled or not), in [0, 1] units.
+    crop_sizes : (int, int)
+        Default sides of the large and small multi-crop views (see :func:`default_crop_sizes`).
+    """
+
+    name: str
+    train_images: np.ndarray = field(repr=False)
+    train_labels: np.ndarray = field(repr=False)
+    test_images: np.ndarray = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+    classes: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_sizes: tuple[int, int]
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Boolean mask of the training images that have a label."""
+        return self.train_labels >= 0
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+
+class _Split(NamedTuple):
+    """Images and labels of one split."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def _split(images, labels) -> _Split:
+    """A split with C-contiguous uint8 ``(N, H, W, C)`` images and int64 labels."""
+    return _Split(np.ascontiguousarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64))
+
+
+def default_crop_sizes(height: int, width: int) -> tuple[int, int]:
+    """Default (large, small) crop sides for ``height x width`` images.
+
+    The published sides for 8, 32, 64 and 96 pixel images (digits, CIFAR, Tiny-ImageNet, STL-10); other
+    sizes get the estimator's default fractions of the shorter side.
+    """
+    side = min(height, width)
+    if side in _CROP_SIZES:
+        return _CROP_SIZES[side]
+    return max(1, round(LARGE_CROP_FRACTION * side)), max(1, round(SMALL_CROP_FRACTION * side))
+
+
+def _pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 ``(N, H, W, C)`` images in [0, 1] units, from exact histograms
+    counted a chunk at a time (no float copy of the images). The std is at least 1e-3."""
+    channels = images.shape[-1]
+    counts = np.zeros((channels, 256), dtype=np.int64)
+    step = max(1, _STATS_PIXELS // (images.shape[1] * images.shape[2]))
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        for channel in range(channels):
+            counts[channel] += np.bincount(chunk[..., channel].ravel(), minlength=256)
+    levels = np.arange(256) / 255.0
+    totals = counts.sum(axis=1)
+    mean = counts @ levels / totals
+    std = np.sqrt(np.clip(counts @ levels**2 / totals - mean**2, 0.0, None)).clip(min=1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+# ---------------------------------------------------------------- torchvision data sets (CIFAR, STL-10)
+
+def _torchvision_split(cls, title: str, path: Path, download: bool, **split):
+    """One split from torchvision's dataset class ``cls``, with one clear error when its files are
+    missing or fail torchvision's md5 check and cannot be downloaded."""
+    try:
+        return cls(str(path), download=download, **split)
+    except (RuntimeError, OSError) as error:
+        raise DatasetNotFoundError(_torchvision_message(cls, title, path, download, error)) from error
+
+
+def _torchvision_message(cls, title: str, path: Path, download: bool, error: Exception) -> str:
+    """Why the files of torchvision's ``cls`` could not be read under ``path``."""
+    expected = [name for name, _ in cls.train_list + cls.test_list]
+    expected += [cls.meta["filename"]] if hasattr(cls, "meta") else []
+    missing = [name for name in expected if not (path / cls.base_folder / name).is_file()]
+    if len(missing) == len(expected):
+        state = "none of them is there"
+    elif missing:
+        state = f"missing {', '.join(missing)}"
+    else:
+        state = "the files are there but fail torchvision's md5 check (corrupt or not the original release)"
+    outcome = f"the download failed: {error}" if download else "download=False, so nothing was downloaded"
+    return (f"{title} not found under {path}: expected {cls.base_folder}/ with {', '.join(expected)} "
+            f"(or the archive {cls.filename}, extracted when download=True); {state}, and {outcome}.")
+
+
+def _load_cifar10(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
+    """CIFAR-10 through torchvision's CIFAR10."""
+    train, test = (_torchvision_split(tv_datasets.CIFAR10, "CIFAR-10", path, download, train=is_train)
+                   for is_train in (True, False))
+    return _split(train.data, train.targets), _split(test.data, test.targets), list(train.classes)
+
+
+def _unpickle(file: Path) -> dict:
+    """A CIFAR python pickle, read as torchvision reads it (its Python 2 byte strings become str)."""
+    with open(file, "rb") as handle:
+        return pickle.load(handle, encoding="latin1")
+
+
+def _load_cifar100(path: Path, download: bool, coarse: bool) -> tuple[_Split, _Split, list[str]]:
+    """CIFAR-100 through torchvision's CIFAR100: its 100 fine labels, or (``coarse``) the 20 superclass
+    labels and names read from the same pickles, which torchvision does not expose."""
+    train, test = (_torchvision_split(tv_datasets.CIFAR100, "CIFAR-100", path, download, train=is_train)
+                   for is_train in (True, False))
+    if not coarse:
+        return _split(train.data, train.targets), _split(test.data, test.targets), list(train.classes)
+    folder = path / tv_datasets.CIFAR100.base_folder
+    names = list(_unpickle(folder / "meta")["coarse_label_names"])
+    return (_split(train.data, _unpickle(folder / "train")["coarse_labels"]),
+            _split(test.data, _unpickle(folder / "test")["coarse_labels"]), names)
+
+
+def _load_stl10(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
+    """STL-10 through torchvision's STL10: train = the 5,000 labelled train images, then the 100,000
+    ``unlabeled`` ones with label -1."""
+    train = _torchvision_split(tv_datasets.STL10, "STL-10", path, download, split="train+unlabeled")
+    test = _torchvision_split(tv_datasets.STL10, "STL-10", path, download, split="test")
+    classes = getattr(test, "classes", None) or [str(index) for index in range(10)]
+    return (_split(train.data.transpose(0, 2, 3, 1), train.labels),
+            _split(test.data.transpose(0, 2, 3, 1), test.labels), classes)
+
+
+# ---------------------------------------------------------------- decoding image trees, with a cache
+
+def _decode_file(file: Path, rgb: bool) -> np.ndarray:
+    """One image file as a uint8 ``(H, W, 1)`` grey or ``(H, W, 3)`` RGB array (always RGB if ``rgb``)."""
+    try:
+        with Image.open(file) as image:
+            grey = not rgb and image.mode in _GREY_MODES
+            mode = "L" if grey else "RGB"
+            array = np.asarray(image if image.mode == mode else image.convert(mode))
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"Cannot decode the image file {file}: {error}") from error
+    return array[..., None] if grey else array
+
+
+def _decode_images(files: list[Path], rgb: bool) -> np.ndarray:
+    """Decode image files of one size on a thread pool into one ``(N, H, W, C)`` uint8 array: one grey
+    channel when every file is grey (and not ``rgb``), else RGB with grey images repeated over the
+    channels."""
+    first = _decode_file(files[0], rgb)
+    images = np.empty((len(files), *first.shape[:2], 3), dtype=np.uint8)
+
+    def decode_chunk(start: int) -> bool:
+        colour = False
+        for index in range(start, min(start + _DECODE_CHUNK, len(files))):
+            array = _decode_file(files[index], rgb)
+            if array.shape[:2] != first.shape[:2]:
+                raise ValueError(
+                    f"Images differ in size: {files[0]} is {first.shape[0]}x{first.shape[1]} but "
+                    f"{files[index]} is {array.shape[0]}x{array.shape[1]} (height x width); resize them to "
+                    "one size."
+                )
+            images[index] = array
+            colour = colour or array.shape[2] == 3
+        return colour
+
+    pool = ThreadPoolExecutor()
+    try:
+        colour = any(list(pool.map(decode_chunk, range(0, len(files), _DECODE_CHUNK))))
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return images if colour else np.ascontiguousarray(images[..., :1])
+
+
+def _cache_key(files: list[Path], root: Path, rgb: bool) -> str:
+    """Hash of the decoding settings and the relative path, size and mtime of every file, in order."""
+    digest = hashlib.sha256(f"imc_cluster cache {_CACHE_VERSION} rgb={rgb}".encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"\0{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _read_cache(file: Path, n_images: int) -> np.ndarray | None:
+    """The cached images in ``file``, or None when there is no usable cache."""
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            images = archive["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    usable = images.dtype == np.uint8 and images.ndim == 4 and len(images) == n_images
+    return images if usable else None
+
+
+def _write_cache(file: Path, images: np.ndarray) -> None:
+    """Write ``images`` to ``file`` atomically (a temporary file, then a rename) and remove the older
+    caches of the same split; do nothing when the folder is not writable."""
+    try:
+        file.parent.mkdir(exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=file.parent, prefix=file.stem, suffix=".tmp", delete=False)
+    except OSError:
+        return
+    try:
+        with handle:
+            np.savez(handle, images=images)
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, file)
+    except OSError:
+        Path(handle.name).unlink(missing_ok=True)
+        return
+    split = file.name.split("-")[0]
+    for stale in file.parent.glob(f"{split}-*.npz"):
+        if stale != file:
+            stale.unlink(missing_ok=True)
+
+
+def _cached_decode(files: list[Path], root: Path, split: str, rgb: bool) -> np.ndarray:
+    """The decoded ``files`` (under ``root``), from ``root/CACHE_DIR/<split>-<key>.npz`` when that cache
+    of exactly these files exists; otherwise decoded and cached there."""
+    cache = root / CACHE_DIR / f"{split}-{_cache_key(files, root, rgb)}.npz"
+    images = _read_cache(cache, len(files))
+    if images is None:
+        images = _decode_images(files, rgb)
+        _write_cache(cache, images)
+    return images
+
+
+def _folder_classes(directory: Path) -> list[str]:
+    """Class folders of an ImageFolder tree, by torchvision's discovery (sorted names), leaving out hidden
+    folders such as the cache."""
+    try:
+        classes, _ = find_classes(directory)
+    except FileNotFoundError as error:
+        raise DatasetNotFoundError(f"No class folders in {directory}: {error}") from error
+    classes = [name for name in classes if not name.startswith(".")]
+    if not classes:
+        raise DatasetNotFoundError(f"No class folders in {directory} (hidden folders do not count).")
+    return classes
+
+
+def _scan(directory: Path, class_to_idx: dict[str, int],
+          allow_empty: bool = False) -> tuple[list[Path], list[int]]:
+    """Image files under ``directory/<class>/`` (torchvision's make_dataset, sorted) and their labels."""
+    try:
+        samples = make_dataset(directory, class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=allow_empty)
+    except FileNotFoundError as error:
+        raise DatasetNotFoundError(f"Missing images under {directory}: {error}") from error
+    if not samples:
+        raise DatasetNotFoundError(f"No image files ({', '.join(IMG_EXTENSIONS)}) under {directory}.")
+    return [Path(file) for file, _ in samples], [label for _, label in samples]
+
+
+# ---------------------------------------------------------------- Tiny-ImageNet and ImageFolder trees
+
+def _find_tiny(path: Path) -> Path | None:
+    """The tiny-imagenet-200 folder, ``path/tiny-imagenet-200`` or ``path``: the one with wnids.txt."""
+    return next((root for root in (path / _TINY_FOLDER, path) if (root / "wnids.txt").is_file()), None)
+
+
+def _tiny_root(path: Path, download: bool) -> Path:
+    """The tiny-imagenet-200 folder under ``path``, downloaded there first if missing and ``download``."""
+    root = _find_tiny(path)
+    if root is None and download:
+        try:
+            download_and_extract_archive(TINY_URL, str(path))
+        except (RuntimeError, OSError, zipfile.BadZipFile) as error:
+            raise DatasetNotFoundError(f"Tiny-ImageNet not found under {path}: expected {_TINY_EXPECTED}, "
+                                       f"and the download failed: {error}.") from error
+        root = _find_tiny(path)
+    if root is None:
+        outcome = "the downloaded archive does not hold it" if download else "download=False"
+        raise DatasetNotFoundError(
+            f"Tiny-ImageNet not found under {path}: expected {_TINY_EXPECTED}; {outcome}."
+        )
+    return root
+
+
+def _read_lines(file: Path) -> list[str]:
+    """Non-empty lines of a text file, stripped."""
+    if not file.is_file():
+        raise DatasetNotFoundError(f"Missing the Tiny-ImageNet file {file}.")
+    return [line.strip() for line in file.read_text().splitlines() if line.strip()]
+
+
+def _load_tiny(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
+    """Tiny-ImageNet-200: train from ``train/<wnid>/images``, test = the labelled ``val`` split. Label =
+    index of the wnid in the sorted wnids.txt (the order ImageFolder gives ``train/``); class names from
+    words.txt, else the wnids. Every image is decoded as RGB (a few are stored grey)."""
+    root = _tiny_root(path, download)
+    wnids = sorted(_read_lines(root / "wnids.txt"))
+    index = {wnid: label for label, wnid in enumerate(wnids)}
+    train_files, train_labels = _scan(root / "train", index)
+    val_files, val_labels = [], []
+    for line in _read_lines(root / "val" / "val_annotations.txt"):
+        file, wnid = line.split("\t")[:2]
+        if wnid not in index:
+            raise ValueError(f"{root / 'val' / 'val_annotations.txt'} names {wnid}, which wnids.txt lacks.")
+        val_files.append(root / "val" / "images" / file)
+        val_labels.append(index[wnid])
+    words_file = root / "words.txt"
+    words = dict(line.split("\t", 1) for line in _read_lines(words_file)) if words_file.is_file() else {}
+    return (_split(_cached_decode(train_files, root, "train", rgb=True), train_labels),
+            _split(_cached_decode(val_files, root, "val", rgb=True), val_labels),
+            [words.get(wnid, wnid).strip() for wnid in wnids])
+
+
+def _folder_split(directory: Path, root: Path, split: str, classes: list[str], allow_empty: bool = False):
+    """The images of one ImageFolder tree, labelled by the index of their folder in ``classes``."""
+    files, labels = _scan(directory, {name: label for label, name in enumerate(classes)}, allow_empty)
+    return _split(_cached_decode(files, root, split, rgb=False), labels)
+
+
+def _load_folder(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
+    """An ImageFolder tree: ``path/train`` and ``path/test`` when both exist (test classes must be train
+    classes), else ``path`` itself, whose images are then both the train and the test split."""
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"Image folder {path} not found: expected class folders of images in "
+                                   "it, or train/ and test/ trees of class folders.")
+    if not ((path / "train").is_dir() and (path / "test").is_dir()):
+        classes = _folder_classes(path)
+        images = _folder_split(path, path, "all", classes)
+        return images, images, classes
+    classes = _folder_classes(path / "train")
+    extra = sorted(set(_folder_classes(path / "test")) - set(classes))
+    if extra:
+        raise ValueError(f"{path / 'test'} has class folders that {path / 'train'} lacks: "
+                         f"{', '.join(extra)}.")
+    train = _folder_split(path / "train", path, "train", classes)
+    test = _folder_split(path / "test", path, "test", classes, allow_empty=True)
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise ValueError(f"Train images are {train.images.shape[1:]} (height, width, channels) but test "
+                         f"images are {test.images.shape[1:]}; both splits need one size and colour mode.")
+    return train, test, classes
+
+
+def _load_digits(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
+    """scikit-learn's 1,797 8x8 digits, 0..16 scaled to 0..255; no split, so train = test = all."""
+    digits = load_digits()
+    images = _split(np.rint(digits.images * (255.0 / 16.0))[..., None], digits.target)
+    return images, images, [str(name) for name in digits.target_names]
+
+
+_LOADERS = {
+    "c10": _load_cifar10,
+    "c20": partial(_load_cifar100, coarse=True),
+    "c100": partial(_load_cifar100, coarse=False),
+    "stl10": _load_stl10,
+    "tiny": _load_tiny,
+    "folder": _load_folder,
+    "digits": _load_digits,
+}
+
+#: accepted data set names (case-insensitive)
+DATASETS: tuple[str, ...] = tuple(_LOADERS)
+
+
+def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -> ImageSet:
+    """Load a named data set into uint8 arrays.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DATASETS`, case-insensitive: "c10" (CIFAR-10), "c20" (CIFAR-100 with its 20
+        superclass labels), "c100" (CIFAR-100), "stl10", "tiny" (Tiny-ImageNet-200), "folder" (an
+        ImageFolder tree) or "digits" (scikit-learn's digits).
+    path : str or path-like
+        Folder that holds the data set, or receives it when downloaded. "c10", "c20", "c100", "stl10":
+        torchvision's layout (``cifar-10-batches-py/``, ``cifar-100-python/``, ``stl10_binary/``).
+        "tiny": ``tiny-imagenet-200/`` under ``path``, or ``path`` itself. "folder": ``train/`` and
+        ``test/`` class-folder trees, or one class-folder tree that serves as both splits. Ignored for
+        "digits", which has no split either: its train and test splits are the same 1,797 images.
+    download : bool, default=True
+        Download CIFAR, STL-10 or Tiny-ImageNet into ``path`` when its files are missing (or extract the
+        original archive found there). Image trees are never downloaded.
+
+    Returns
+    -------
+    ImageSet
+        The decoded splits, class names, training-pixel mean and std, and default crop sizes.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, image files of different sizes, or an image file that cannot be decoded.
+    DatasetNotFoundError
+        A :class:`FileNotFoundError` naming ``path`` and the files expected there, when they are missing
+        and cannot be downloaded.
+
+    Notes
+    -----
+    Tiny-ImageNet and ImageFolder images are decoded on a thread pool and cached in
+    ``<root>/.imc_cluster_cache/<split>-<key>.npz``; the key covers the relative path, size and mtime of
+    every image file, so that adding, removing or touching a file invalidates the cache. Without write
+    access there the images are decoded on every call. ImageFolder trees whose images are all grey give
+    one channel; otherwise grey images are repeated over three channels.
+    """
+    key = str(name).lower()
+    if key not in _LOADERS:
+        raise ValueError(f"Unknown dataset {name!r}; the valid names are {', '.join(DATASETS)} "
+                         "(case-insensitive).")
+    train, test, classes = _LOADERS[key](Path(path).expanduser(), download)
+    mean, std = _pixel_statistics(train.images)
+    return ImageSet(key.upper(), train.images, train.labels, test.images, test.labels, list(classes),
+                    mean, std, default_crop_sizes(*train.images.shape[1:3]))
