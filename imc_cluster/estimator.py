@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import copy
+import os
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,7 +18,8 @@ from . import data as data_lib
 from .augmentation import CropGroup, FeatureViews, MultiCropAugmenter, normalize
 from .metrics import cluster_accuracy, evaluate_clustering
 from .networks import RESNET_LAYOUTS, STEM_POOL_MIN_SIDE, IMCSwAVNet, MLPEncoder, ResNetEncoder
-from .training import LOSS_TERMS, Trainer, TrainingConfig, recalibrate_batch_norm
+from .persistence import CheckpointError, check_writable, load_checkpoint, save_checkpoint
+from .training import LOSS_TERMS, DivergenceError, Trainer, TrainingConfig, recalibrate_batch_norm
 
 __all__ = ["IMCSwAVClustering"]
 
@@ -47,6 +49,65 @@ def _crop_size(name: str, value, fraction: float, height: int, width: int) -> tu
     if size[0] > height or size[1] > width:
         raise ValueError(f"{name}={value!r} is larger than the {height}x{width} images.")
     return int(size[0]), int(size[1])
+
+
+def _library_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _plain(value):
+    """A checkpoint-safe form of a parameter or fitted attribute: numpy values become tensors or Python
+    scalars, tuples lists, path-likes strings."""
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.dtype.kind in "OUS" else torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+#: fitted attributes stored as tuples, and those stored as numpy arrays
+_TUPLE_ATTRIBUTES = ("input_shape_", "pixel_range_")
+_ARRAY_ATTRIBUTES = ("feature_mean_", "feature_scale_", "labels_", "feature_names_in_")
+
+
+def _from_plain(name: str, value):
+    if name in _TUPLE_ATTRIBUTES:
+        return tuple(value)
+    if name in _ARRAY_ATTRIBUTES:
+        return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value, dtype=object)
+    return value
+
+
+def _to_cpu(state: dict) -> dict:
+    """``state`` with every tensor, at any depth, moved to the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_cpu(v) for v in state)
+    return state
+
+
+def _head_weights(head_mask, n_samples: int) -> torch.Tensor | None:
+    """The validated ``head_mask`` as float weights, or None."""
+    if head_mask is None:
+        return None
+    mask = np.asarray(head_mask)
+    if mask.dtype != bool or mask.shape != (n_samples,):
+        raise ValueError(f"head_mask must be a boolean array with one entry per sample ({n_samples}), got "
+                         f"dtype {mask.dtype} and shape {mask.shape}.")
+    if not mask.any():
+        raise ValueError("head_mask selects no sample: the cluster head needs at least one.")
+    return torch.from_numpy(mask.astype(np.float32))
 
 
 def _ndim(X) -> int:
@@ -133,6 +194,14 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     bn_recalibration_batches : int, default=50
         Batches of un-augmented training data on which the BatchNorm statistics are re-estimated before
         evaluation and after training; 0 keeps the running statistics of training.
+    warm_start : bool, default=False
+        When True and the estimator is fitted (or loaded from a checkpoint), ``fit`` continues training
+        from where it stopped, with the optimiser, schedule and random state restored, until ``n_iter_``
+        reaches ``max_epochs`` (raise ``max_epochs`` to train longer). The data must be shaped like
+        the first fit's.
+    checkpoint_path : str or path-like, default=None
+        When given, a checkpoint (see :meth:`save`) is written there atomically after every epoch, so an
+        interrupted fit resumes with :meth:`load` and ``warm_start=True``.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     random_state : int, RandomState instance or None, default=None
@@ -148,7 +217,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     n_iter_ : int
         Epochs run.
     history_ : list of dict
-        One record per epoch: loss terms, learning rate, seconds, and ACC/NMI/ARI with ``eval_set``.
+        One record per epoch: loss terms, learning rate, seconds, images per second, and ACC/NMI/ARI with
+        ``eval_set``.
     device_ : torch.device
         Device the model lives on.
     model_ : IMCSwAVNet
@@ -157,6 +227,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         Values per sample seen in fit.
     input_shape_ : tuple of int
         ``(C, H, W)`` of the images, or ``(n_features,)`` for vectors.
+    training_state_ : dict
+        Optimiser state, update and epoch counters, and random state: what ``warm_start`` resumes from.
 
     Examples
     --------
@@ -200,6 +272,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         "lr_milestones": [tuple, list],
         "lr_gamma": [Interval(Real, 0, None, closed="neither")],
         "bn_recalibration_batches": [Interval(Integral, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "checkpoint_path": [str, os.PathLike, None],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -240,6 +314,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         lr_milestones: tuple[int, ...] = (150, 300, 400),
         lr_gamma: float = 0.4,
         bn_recalibration_batches: int = 50,
+        warm_start: bool = False,
+        checkpoint_path: str | None = None,
         device: str = "auto",
         random_state=None,
         verbose: int = 0,
@@ -276,6 +352,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
         self.bn_recalibration_batches = bn_recalibration_batches
+        self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -414,7 +492,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y=None, eval_set=None):
+    def fit(self, X, y=None, eval_set=None, callbacks=None, head_mask=None):
         """Train the network and the cluster head on ``X``.
 
         Parameters
@@ -427,52 +505,129 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             Not used, present for API consistency.
         eval_set : tuple (X_val, y_val), default=None
             Labelled data on which ACC, NMI and ARI are reported after every epoch (in ``history_``).
+        callbacks : sequence of callable, default=None
+            Each is called after every epoch as ``callback(estimator, record)`` with that epoch's
+            ``history_`` record (after the checkpoint is written).
+        head_mask : array-like of bool, shape (n_samples,), default=None
+            Samples the cluster head trains on (all by default); the encoder and prototypes learn from
+            every sample. For STL-10, the labelled images: the head's mutual information is then
+            estimated on the masked samples of each batch.
 
         Returns
         -------
         self : IMCSwAVClustering
             The fitted estimator.
+
+        Raises
+        ------
+        DivergenceError
+            When a loss becomes NaN or infinite. The estimator is then left as it was after the last
+            complete epoch (and as before ``fit`` when the first epoch diverged); the checkpoint, if any,
+            still holds that last good epoch.
         """
         previous = dict(self.__dict__)
         try:
-            return self._fit(X, eval_set)
+            return self._fit(X, eval_set, list(callbacks or ()), head_mask)
+        except DivergenceError:
+            if getattr(self, "n_iter_", 0) <= previous.get("n_iter_", 0):
+                self._restore(previous)
+            raise
         except BaseException:
-            # a failed fit leaves a previously fitted estimator exactly as it was
-            self.__dict__.clear()
-            self.__dict__.update(previous)
+            self._restore(previous)  # a failed fit leaves a previously fitted estimator as it was
             raise
 
-    def _fit(self, X, eval_set):
+    def _restore(self, previous: dict) -> None:
+        self.__dict__.clear()
+        self.__dict__.update(previous)
+
+    def _fit(self, X, eval_set, callbacks, head_mask):
         self._check_params()
-        data = self._prepare(X, reset=True)
+        resume = bool(self.warm_start) and hasattr(self, "model_")
+        data = self._prepare(X, reset=not resume)
         n_samples = data.values.shape[0]
         if n_samples < max(2, self.n_clusters):
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters} (and >= 2).")
         evaluation = self._prepare_eval_set(eval_set)
+        head_weights = _head_weights(head_mask, n_samples)
+        if self.checkpoint_path is not None:
+            check_writable(self.checkpoint_path)
+        self.device_ = self._resolve_device()
+        if resume:
+            self.model_.to(self.device_)
+        else:
+            self._initialize(data)
+        trainer = self._trainer(data)
+        values = data_lib.place(data.values, self.device_)
+        if head_weights is not None:
+            head_weights = head_weights.to(values.device)
+        steps = trainer.steps_per_epoch(n_samples)
+        remaining = max(0, self.max_epochs - trainer.epoch)
+        with tqdm(total=remaining * steps, disable=not self.verbose, desc="IMC-SwAV", unit="step") as bar:
+            for _ in range(remaining):
+                good = self._snapshot(trainer)
+                try:
+                    record = trainer.train_epoch(values, self._progress(bar, steps) if self.verbose else None,
+                                                 head_weights)
+                except DivergenceError:
+                    self._rollback(trainer, good)
+                    raise
+                record["images_per_second"] = steps * min(self.batch_size, n_samples) / record["seconds"]
+                if evaluation is not None:
+                    self._recalibrate(values, trainer.generator)
+                    record.update(self._evaluate(*evaluation))
+                self._end_epoch(trainer, record)
+                bar.set_postfix(self._postfix(record))
+                for callback in callbacks:
+                    callback(self, record)
+        self._recalibrate(values, trainer.generator)
+        self.labels_ = self._logits(values).argmax(dim=1).numpy().astype(np.int64)
+        if self.checkpoint_path is not None:
+            self.save(self.checkpoint_path)
+        return self
+
+    def _initialize(self, data: data_lib.PreparedData) -> None:
+        """Fresh model, statistics and training state for a new fit."""
         if data.is_image:
             self.pixel_mean_, self.pixel_std_ = self._channel_statistics(data.values)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        self.device_ = self._resolve_device()
-        augment = self._augmenter(data.values, data.is_image)
         self.model_ = self._build_model(data.sample_shape, data.is_image, seed).to(self.device_)
         generator = torch.Generator(self.device_).manual_seed(seed)
-        trainer = Trainer(self.model_, augment, self._training_config(), generator,
-                          autocast_dtype=torch.bfloat16 if self.device_.type == "cuda" else None)
-        values = data_lib.place(data.values, self.device_)
-        self.history_ = []
-        steps = trainer.steps_per_epoch(values.shape[0])
-        with tqdm(total=self.max_epochs * steps, disable=not self.verbose, desc="IMC-SwAV", unit="step") as bar:
-            for _ in range(self.max_epochs):
-                record = trainer.train_epoch(values, on_step=self._progress(bar, steps) if self.verbose else None)
-                if evaluation is not None:
-                    self._recalibrate(values, generator)
-                    record.update(self._evaluate(*evaluation))
-                self.history_.append(record)
-                bar.set_postfix(self._postfix(record))
+        self.training_state_ = {"updates": 0, "epoch": 0, "generator": generator.get_state(),
+                                "generator_device": self.device_.type, "seed": seed}
+        self.history_, self.n_iter_ = [], 0
+
+    def _trainer(self, data: data_lib.PreparedData) -> Trainer:
+        """A trainer for ``model_``, in the state ``training_state_`` records."""
+        state = self.training_state_
+        generator = torch.Generator(self.device_)
+        if state["generator_device"] == self.device_.type:
+            generator.set_state(state["generator"])
+        else:  # random streams do not transfer between device types: continue on a derived seed
+            generator.manual_seed(state["seed"] + state["updates"])
+        trainer = Trainer(self.model_, self._augmenter(data.values, data.is_image), self._training_config(),
+                          generator, autocast_dtype=torch.bfloat16 if self.device_.type == "cuda" else None)
+        if "optimizer" in state:
+            trainer.load_state_dict(state)
+        return trainer
+
+    def _snapshot(self, trainer: Trainer) -> dict:
+        """Copies of everything an epoch changes, to roll back to if it diverges."""
+        return {"model": copy.deepcopy(self.model_.state_dict()), "trainer": copy.deepcopy(trainer.state_dict()),
+                "generator": trainer.generator.get_state()}
+
+    def _rollback(self, trainer: Trainer, good: dict) -> None:
+        self.model_.load_state_dict(good["model"])
+        trainer.load_state_dict(good["trainer"])
+        trainer.generator.set_state(good["generator"])
+
+    def _end_epoch(self, trainer: Trainer, record: dict) -> None:
+        """Record the epoch, remember the training state, and write the checkpoint."""
+        self.history_.append(record)
         self.n_iter_ = trainer.epoch
-        self._recalibrate(values, generator)
-        self.labels_ = self._logits(values).argmax(dim=1).numpy().astype(np.int64)
-        return self
+        self.training_state_ = {**trainer.state_dict(), "generator": trainer.generator.get_state(),
+                                "generator_device": self.device_.type, "seed": self.training_state_["seed"]}
+        if self.checkpoint_path is not None:
+            self.save(self.checkpoint_path)
 
     @staticmethod
     def _postfix(record: dict) -> dict[str, str]:
@@ -620,6 +775,115 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         entropy_of_mean = -np.sum(marginal * np.log(np.clip(marginal, 1e-300, None)))
         mean_entropy = -np.mean(np.sum(proba * np.log(np.clip(proba, 1e-300, None)), axis=1))
         return float(entropy_of_mean - mean_entropy)
+
+    # ------------------------------------------------------------------ persistence
+
+    #: fitted attributes stored in checkpoints besides the model and the training state
+    _FITTED = ("input_shape_", "n_features_in_", "pixel_range_", "pixel_mean_", "pixel_std_", "feature_mean_",
+               "feature_scale_", "feature_names_in_", "n_iter_", "history_", "labels_")
+
+    def save(self, path) -> None:
+        """Write the fitted estimator to ``path`` atomically (a temporary file, then a rename).
+
+        The file holds the parameters, the fitted attributes, the network weights and the training state
+        (optimiser, schedule, random state) as plain data and tensors, so :meth:`load` reads it without
+        unpickling any object, and ``warm_start`` continues training from it exactly.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Target file; its folder is created if needed.
+        """
+        check_is_fitted(self, "model_")
+        save_checkpoint(self._payload(), path)
+
+    @classmethod
+    def load(cls, path, device: str | None = None) -> "IMCSwAVClustering":
+        """Read an estimator written by :meth:`save` (or a per-epoch checkpoint).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Checkpoint file.
+        device : str, default=None
+            Where to put the model ("auto", "cpu", "cuda", "cuda:N"); None keeps the saved ``device``
+            parameter, falling back to the CPU when it names a GPU this machine lacks.
+
+        Returns
+        -------
+        estimator : IMCSwAVClustering
+            Fitted; ``labels_`` is present when the file was written after ``fit`` completed.
+
+        Raises
+        ------
+        CheckpointError
+            When the file is not a readable imc-cluster checkpoint or does not match the architecture its
+            parameters describe.
+        """
+        payload = load_checkpoint(path)
+        try:
+            defaults = cls().get_params()
+            params = {k: tuple(v) if isinstance(defaults.get(k), tuple) and isinstance(v, list) else v
+                      for k, v in payload["params"].items()}
+            estimator = cls(**params)
+            if device is not None:
+                estimator.set_params(device=device)
+            estimator._check_params()
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{path} has invalid estimator parameters: {error}") from error
+        estimator._restore_payload(payload, str(path))
+        return estimator
+
+    def _payload(self) -> dict:
+        """Plain-data description of the fitted estimator (tensors on the CPU)."""
+        fitted = {}
+        for name in self._FITTED:
+            if hasattr(self, name):
+                fitted[name] = _plain(getattr(self, name))
+        return {
+            "library_version": _library_version(),
+            "params": {k: _plain(v) for k, v in self.get_params().items() if k != "random_state"}
+            | {"random_state": self.random_state if isinstance(self.random_state, Integral) else None},
+            "fitted": fitted,
+            "model": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "training": _to_cpu(self.training_state_),
+        }
+
+    def _restore_payload(self, payload: dict, source: str) -> None:
+        """Set fitted attributes, model and training state from :meth:`_payload`'s output."""
+        try:
+            for name, value in payload["fitted"].items():
+                setattr(self, name, _from_plain(name, value))
+            self.model_ = self._build_model(self.input_shape_, len(self.input_shape_) == 3, seed=0)
+            self.model_.load_state_dict(payload["model"])
+            self.training_state_ = payload["training"]
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{source} does not match the architecture of its parameters: {error}") from None
+        self.device_ = self._load_device()
+        self.model_.to(self.device_)
+
+    def _load_device(self) -> torch.device:
+        try:
+            return self._resolve_device()
+        except ValueError:
+            return torch.device("cpu")
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ may return __dict__ itself
+        if "model_" in state:  # weights as CPU tensors: a model fitted on a GPU unpickles anywhere
+            state["model_"] = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+            state["training_state_"] = _to_cpu(self.training_state_)
+            state.pop("device_", None)
+        return state
+
+    def __setstate__(self, state):
+        weights = state.get("model_")
+        super().__setstate__(state)
+        if isinstance(weights, dict):
+            self.model_ = self._build_model(self.input_shape_, len(self.input_shape_) == 3, seed=0)
+            self.model_.load_state_dict(weights)
+            self.device_ = self._load_device()
+            self.model_.to(self.device_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -125,17 +125,17 @@ def swav_loss(
 
 def _mutual_information_term(head_probs: torch.Tensor, target_probs: torch.Tensor,
                              marginal_weight: float, group) -> torch.Tensor:
-    """``H(Y|U) - b H(Y)`` of one (head view, target view) pair."""
+    """``H(Y|U) - b H(Y)`` of one (head view, target view) pair; ``head_probs`` rows may be weighted."""
     joint = head_probs.t() @ target_probs  # (K, K'), summed over the batch
     if _distributed(group):
         from torch.distributed.nn.functional import all_reduce  # differentiable, unlike dist.all_reduce
 
         joint = all_reduce(joint, group=group)
-    joint = joint / joint.sum()
+    joint = joint / joint.sum().clamp_min(_EPS)  # all-zero weights give a zero term, not NaN
     p_y = joint.sum(dim=1, keepdim=True)
     p_u = joint.sum(dim=0, keepdim=True)
-    joint, p_y, p_u = (t.clamp_min(_EPS) for t in (joint, p_y, p_u))
-    return (joint * (p_u.log() - joint.log())).sum() + marginal_weight * (joint * p_y.log()).sum()
+    log_joint, log_p_y, log_p_u = (t.clamp_min(_EPS).log() for t in (joint, p_y, p_u))  # 0 log 0 = 0
+    return (joint * (log_p_u - log_joint)).sum() + marginal_weight * (joint * log_p_y).sum()
 
 
 def mutual_information_loss(
@@ -143,6 +143,7 @@ def mutual_information_loss(
     scores: Sequence[torch.Tensor],
     temperature: float = 0.1,
     marginal_weight: float = 4.0,
+    weights: torch.Tensor | None = None,
     group=None,
 ) -> torch.Tensor:
     """Mutual-information loss of the cluster head against the prototype assignments.
@@ -162,6 +163,8 @@ def mutual_information_loss(
         Softmax temperature ``tau`` of the prototype assignment.
     marginal_weight : float, default=4.0
         Weight ``b`` of the cluster-marginal entropy.
+    weights : Tensor of shape (batch,), default=None
+        Per-sample weights of the joint distribution; 0 leaves a sample out (STL-10's unlabelled images).
     group : ProcessGroup, default=None
         The joint distribution is summed over the global batch of this group.
 
@@ -171,13 +174,15 @@ def mutual_information_loss(
         Mean over all ``n_views ** 2`` (head view, prototype view) pairs.
     """
     head_probs = [F.softmax(y.float(), dim=1) for y in head_logits]
+    if weights is not None:
+        head_probs = [p * weights.float()[:, None] for p in head_probs]
     target_probs = [F.softmax(u.detach().float() / temperature, dim=1) for u in scores]
     terms = [_mutual_information_term(p, q, marginal_weight, group) for p in head_probs for q in target_probs]
     return torch.stack(terms).mean()
 
 
-def logit_penalty(head_logits: Sequence[torch.Tensor], weight: float = 0.01,
-                  threshold: float = 5.0) -> torch.Tensor:
+def logit_penalty(head_logits: Sequence[torch.Tensor], weight: float = 0.01, threshold: float = 5.0,
+                  weights: torch.Tensor | None = None) -> torch.Tensor:
     """Penalty on cluster-head logits whose magnitude exceeds ``threshold``.
 
     Parameters
@@ -188,11 +193,18 @@ def logit_penalty(head_logits: Sequence[torch.Tensor], weight: float = 0.01,
         Weight ``a`` of the penalty.
     threshold : float, default=5.0
         Logits within ``[-threshold, threshold]`` cost nothing.
+    weights : Tensor of shape (batch,), default=None
+        Per-sample weights of the batch mean (0 leaves a sample out).
 
     Returns
     -------
     loss : Tensor (scalar), float32
         ``weight * mean_b sum_k relu(|y| - threshold)``, averaged over the views.
     """
-    terms = [F.relu(y.float().abs() - threshold).sum(dim=1).mean() for y in head_logits]
+    def batch_mean(values: torch.Tensor) -> torch.Tensor:
+        if weights is None:
+            return values.mean()
+        return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+    terms = [batch_mean(F.relu(y.float().abs() - threshold).sum(dim=1)) for y in head_logits]
     return weight * torch.stack(terms).mean()

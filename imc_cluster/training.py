@@ -88,8 +88,9 @@ class Trainer:
         decay = cfg.lr_gamma ** bisect.bisect_right(sorted(cfg.lr_milestones), self.epoch)
         return cfg.learning_rate * warmup * decay
 
-    def losses(self, views: Sequence[torch.Tensor], batch_size: int) -> dict[str, torch.Tensor]:
-        """The loss terms of one batch of views."""
+    def losses(self, views: Sequence[torch.Tensor], batch_size: int,
+               head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch of views; ``head_weights`` (B,) restricts the head's terms."""
         cfg = self.config
         device_type = views[0].device.type
         with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
@@ -97,17 +98,18 @@ class Trainer:
             scores, logits = self.model(views, batch_size)
         swav = swav_loss(scores, cfg.n_large_views, cfg.temperature, cfg.sinkhorn_epsilon,
                          cfg.sinkhorn_iterations, self.group)
-        mi = mutual_information_loss(logits, scores, cfg.temperature, cfg.marginal_weight, self.group)
-        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold)
+        mi = mutual_information_loss(logits, scores, cfg.temperature, cfg.marginal_weight,
+                                     weights=head_weights, group=self.group)
+        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold, weights=head_weights)
         return {"loss": swav + mi + reg, "swav": swav, "mi": mi, "reg": reg}
 
-    def step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def step(self, batch: torch.Tensor, head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One optimiser update on a batch of raw samples; returns the detached loss terms."""
         self.model.normalize_prototypes()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         views = self.augment(batch, self.generator)
-        terms = self.losses(views, batch.shape[0])
+        terms = self.losses(views, batch.shape[0], head_weights)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.updates < self.config.warmup_updates:
@@ -127,8 +129,8 @@ class Trainer:
         """Optimiser updates in one epoch over ``n_samples``."""
         return n_samples // min(self.config.batch_size, n_samples)
 
-    def train_epoch(self, data: torch.Tensor,
-                    on_step: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, float]:
+    def train_epoch(self, data: torch.Tensor, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                    head_weights: torch.Tensor | None = None) -> dict[str, float]:
         """Train one epoch on ``data`` (on the training device) and return the mean loss terms.
 
         Parameters
@@ -152,7 +154,8 @@ class Trainer:
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         index_batches = self.epoch_batches(data.shape[0], data.device)
         for step, index in enumerate(index_batches):
-            step_terms = self.step(data[index].to(device, non_blocking=True))
+            weights = None if head_weights is None else head_weights[index].to(device, non_blocking=True)
+            step_terms = self.step(data[index].to(device, non_blocking=True), weights)
             terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
             totals += terms
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)

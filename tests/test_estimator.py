@@ -123,3 +123,16 @@ def test_pipeline_and_grid_search(tiny):
     assert by_accuracy.best_params_ == {"n_clusters": 3}  # default score with y: clustering accuracy
     unsupervised = GridSearchCV(tiny(max_epochs=30), grid, cv=2).fit(X)
     assert np.isfinite(unsupervised.cv_results_["mean_test_score"]).all()
+
+
+def test_head_mask_keeps_samples_out_of_the_head(tiny, rgb_images):
+    images, _ = rgb_images
+    mask = np.arange(24) % 3 == 0
+    masked = tiny().fit(images, head_mask=mask)
+    plain = tiny().fit(images)
+    assert masked.history_[0]["mi"] != plain.history_[0]["mi"]
+    assert masked.history_[0]["swav"] == plain.history_[0]["swav"]  # the encoder's first step is the same
+    with pytest.raises(ValueError, match="head_mask"):
+        tiny().fit(images, head_mask=np.ones(5, bool))
+    with pytest.raises(ValueError, match="no sample"):
+        tiny().fit(images, head_mask=np.zeros(24, bool))

@@ -1,0 +1,209 @@
+"""The ``imc-cluster`` command line: ``train`` and ``test`` with the published IMC-SwAV flags.
+
+    imc-cluster train --dataset C10 --path ./dataset --size_crops 28 18 --output_dir ./c10 --cpt_name c10.cpt
+    imc-cluster test  --dataset c10 --path ./dataset --size_crops 28 18 --cpt_load_path ./c10/c10.cpt
+
+Both run through :class:`~imc_cluster.IMCSwAVClustering`: ``train`` maps the flags onto its parameters,
+fits on the training split with the test split as ``eval_set``, prints one line per epoch, writes the
+checkpoint atomically after every epoch and appends every epoch's record to ``history.jsonl`` (and to
+TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .datasets import DATASETS, ImageSet, load_dataset
+from .estimator import IMCSwAVClustering
+from .metrics import evaluate_clustering
+from .networks import RESNET_LAYOUTS
+
+__all__ = ["main", "build_parser", "train", "test"]
+
+
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", required=True, type=str.lower, choices=DATASETS, metavar="NAME",
+                       help=f"data set, case-insensitive: {', '.join(DATASETS)}")
+    group.add_argument("--path", default="./dataset",
+                       help="folder holding the data set (downloaded there when missing and a network exists)")
+    group.add_argument("--size_crops", type=int, nargs=2, metavar=("LARGE", "SMALL"),
+                       help="crop sides for training (test evaluates whole images); default: the data set's "
+                            "(28 18 on 32x32, 56 36 on 64x64, 76 52 on 96x96)")
+    group.add_argument("--limit_train", type=int, metavar="N",
+                       help="train on a random subset of N training images (quick runs)")
+    group.add_argument("--limit_test", type=int, metavar="N",
+                       help="evaluate on a random subset of N test images (quick runs)")
+    group.add_argument("--nmb_workers", type=int, default=0,
+                       help="accepted for compatibility; augmentation runs batched on the training device, "
+                            "so there are no loader workers")
+    parser.add_argument("--dev", default=None,
+                        help="GPU index (e.g. 0), 'cpu', or 'auto' (default: the first GPU when available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``imc-cluster`` argument parser."""
+    parser = argparse.ArgumentParser(prog="imc-cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,test}")
+
+    train_parser = commands.add_parser("train", help="train IMC-SwAV on a data set",
+                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _dataset_args(train_parser)
+    out = train_parser.add_argument_group("output and resume")
+    out.add_argument("--output_dir", default="./output", help="folder of the checkpoint and history")
+    out.add_argument("--cpt_name", default="model.cpt", help="checkpoint file name in output_dir")
+    out.add_argument("--cpt_load_path", help="checkpoint to resume training from")
+    method = train_parser.add_argument_group("method")
+    method.add_argument("--nmb_crops", type=int, nargs=2, default=[2, 4], metavar=("LARGE", "SMALL"),
+                        help="large and small crops per image")
+    method.add_argument("--max_scale_crops", type=float, nargs=2, default=[1.0, 0.4], metavar=("LARGE", "SMALL"),
+                        help="largest crop area fraction")
+    method.add_argument("--min_scale_crops", type=float, nargs=2, default=[0.2, 0.08], metavar=("LARGE", "SMALL"),
+                        help="smallest crop area fraction")
+    method.add_argument("--tau", type=float, default=0.1, help="softmax temperature")
+    method.add_argument("--eps", type=float, default=0.05, help="Sinkhorn-Knopp regularisation")
+    method.add_argument("--project_dim", type=int, default=128, help="projection dimension")
+    method.add_argument("--prototypes", type=int, default=1000, help="number of prototypes")
+    method.add_argument("--model_type", default="resnet18", choices=sorted(RESNET_LAYOUTS), help="encoder")
+    method.add_argument("--backbone_width", type=int, default=64, help="channels of the first ResNet stage")
+    optim = train_parser.add_argument_group("optimisation")
+    optim.add_argument("--learning_rate", type=float, default=5e-4, help="Adam learning rate")
+    optim.add_argument("--warmup", type=int, default=500, help="linear warm-up updates")
+    optim.add_argument("--l2_w", type=float, default=1e-5, help="weight decay")
+    optim.add_argument("--epochs", type=int, default=500, help="total training epochs")
+    optim.add_argument("--batch_size", type=int, default=256, help="images per update")
+    optim.add_argument("--seed", type=int, default=0, help="random seed")
+    train_parser.add_argument("--quiet", action="store_true", help="no progress bar (epoch lines still print)")
+
+    test_parser = commands.add_parser("test", help="score a checkpoint on a data set's test split",
+                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _dataset_args(test_parser)
+    test_parser.add_argument("--cpt_load_path", required=True, help="checkpoint to evaluate")
+    return parser
+
+
+def _device(dev: str | None) -> str:
+    if dev is None or dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"):
+        return dev or "auto"
+    if dev.isdigit():
+        return f"cuda:{dev}"
+    raise SystemExit(f"imc-cluster: --dev must be a GPU index, 'cpu' or 'auto', got {dev!r}")
+
+
+def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
+    if limit is None or limit >= len(images):
+        return images, labels
+    if limit < 1:
+        raise SystemExit(f"imc-cluster: subset sizes must be positive, got {limit}")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
+    return images[keep], labels[keep]
+
+
+def _load(args) -> ImageSet:
+    try:
+        return load_dataset(args.dataset, args.path)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"imc-cluster: {error}") from None
+
+
+def _test_split(data: ImageSet, args) -> tuple[np.ndarray, np.ndarray]:
+    return _subset(data.test_images, data.test_labels, args.limit_test, seed=1)
+
+
+def _estimator_params(args, data: ImageSet, checkpoint: Path) -> dict:
+    large, small = args.size_crops or data.crop_sizes
+    return dict(
+        n_clusters=data.n_classes, backbone=args.model_type, backbone_width=args.backbone_width,
+        n_prototypes=args.prototypes, projection_dim=args.project_dim,
+        n_large_crops=args.nmb_crops[0], n_small_crops=args.nmb_crops[1],
+        large_crop_size=large, small_crop_size=small,
+        large_crop_scale=(args.min_scale_crops[0], args.max_scale_crops[0]),
+        small_crop_scale=(args.min_scale_crops[1], args.max_scale_crops[1]),
+        temperature=args.tau, sinkhorn_epsilon=args.eps, learning_rate=args.learning_rate,
+        warmup_updates=args.warmup, weight_decay=args.l2_w, max_epochs=args.epochs,
+        batch_size=args.batch_size, checkpoint_path=str(checkpoint), device=_device(args.dev),
+        random_state=args.seed, verbose=0 if args.quiet else 1,
+    )
+
+
+class EpochLog:
+    """After every epoch: one printed line, one JSON line in ``history.jsonl``, TensorBoard scalars."""
+
+    def __init__(self, output_dir: Path, total_epochs: int) -> None:
+        self.history = output_dir / "history.jsonl"
+        self.total = total_epochs
+        self.writer = _tensorboard(output_dir / "tensorboard")
+
+    def __call__(self, estimator: IMCSwAVClustering, record: dict) -> None:
+        epoch = record["epoch"]
+        print(f"epoch {epoch}/{self.total} | loss {record['loss']:.4f} swav {record['swav']:.4f} "
+              f"mi {record['mi']:.4f} reg {record['reg']:.4f} | test ACC {record.get('acc', float('nan')):.4f} "
+              f"NMI {record.get('nmi', float('nan')):.4f} ARI {record.get('ari', float('nan')):.4f} | "
+              f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s", flush=True)
+        with open(self.history, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    self.writer.add_scalar(key, value, epoch)
+            self.writer.flush()
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(folder))
+
+
+def train(args) -> IMCSwAVClustering:
+    """The ``train`` command: fit (or resume) and report every epoch."""
+    data = _load(args)
+    output_dir = Path(args.output_dir)
+    checkpoint = output_dir / args.cpt_name
+    params = _estimator_params(args, data, checkpoint)
+    if args.cpt_load_path:
+        estimator = IMCSwAVClustering.load(args.cpt_load_path, device=params["device"])
+        estimator.set_params(max_epochs=args.epochs, checkpoint_path=str(checkpoint), warm_start=True,
+                             verbose=params["verbose"])
+        print(f"resuming {args.cpt_load_path} at epoch {estimator.n_iter_} of {args.epochs}", flush=True)
+    else:
+        estimator = IMCSwAVClustering(**params)
+    train_images, train_labels = _subset(data.train_images, data.train_labels, args.limit_train, seed=0)
+    test_images, test_labels = _test_split(data, args)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
+    estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[EpochLog(output_dir, args.epochs)],
+                  head_mask=None if labelled.all() else labelled)
+    print(f"checkpoint: {checkpoint}")
+    return estimator
+
+
+def test(args) -> dict[str, float]:
+    """The ``test`` command: ACC/NMI/ARI (and top-5 ACC for C100) of a checkpoint on the test split."""
+    data = _load(args)
+    estimator = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
+    images, labels = _test_split(data, args)
+    proba = estimator.predict_proba(images)
+    metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba, top_k=5 if data.name == "C100" else None)
+    print(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``imc-cluster`` and ``python -m imc_cluster``."""
+    args = build_parser().parse_args(argv)
+    {"train": train, "test": test}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
