@@ -21,16 +21,12 @@ from sklearn.datasets import load_digits
 from sklearn.mixture import GaussianMixture
 
 from imc_cluster import IMCSwAVClustering, evaluate_clustering
+from imc_cluster.cli import estimator_params, parse_args
 
-#: IMC-SwAV settings for 8x8 grey digits: a narrower ResNet-18, crops gentle enough for 64-pixel images,
-#: no mirroring (it changes digits), and a schedule that fits in a few CPU minutes.
-DIGITS_CONFIG = dict(
-    n_clusters=10, image_shape=(8, 8), backbone_width=16, n_prototypes=100,
-    large_crop_size=8, small_crop_size=6, large_crop_scale=(0.5, 1.0), small_crop_scale=(0.3, 0.6),
-    flip_prob=0.0, color_jitter=(0.2, 0.2, 0.0, 0.0), color_jitter_prob=0.5,
-    batch_size=128, max_epochs=150, learning_rate=1e-3, warmup_updates=50, lr_milestones=(100, 130),
-    device="cpu",
-)
+#: the settings of ``imc-cluster train --dataset digits`` (its preset in imc_cluster.cli.PRESETS)
+DIGITS_CONFIG = {**estimator_params(parse_args(["train", "--dataset", "digits", "--quiet"]), n_clusters=10,
+                                    crop_sizes=(8, 6)),
+                 "image_shape": (8, 8), "device": "cpu"}
 
 
 def baselines(seed: int) -> dict:
@@ -49,8 +45,8 @@ def run(seeds: list[int], epochs: int | None) -> dict[str, list[dict]]:
     X, y = load_digits(return_X_y=True)
     results: dict[str, list[dict]] = {}
     for seed in seeds:
-        config = {**DIGITS_CONFIG, **({"max_epochs": epochs} if epochs else {})}
-        methods = {"IMCSwAVClustering": IMCSwAVClustering(random_state=seed, **config), **baselines(seed)}
+        config = {**DIGITS_CONFIG, "random_state": seed, **({"max_epochs": epochs} if epochs else {})}
+        methods = {"IMCSwAVClustering": IMCSwAVClustering(**config), **baselines(seed)}
         for name, method in methods.items():
             start = time.perf_counter()
             labels = method.fit_predict(X)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -49,6 +51,16 @@ def _crop_size(name: str, value, fraction: float, height: int, width: int) -> tu
     if size[0] > height or size[1] > width:
         raise ValueError(f"{name}={value!r} is larger than the {height}x{width} images.")
     return int(size[0]), int(size[1])
+
+
+class _Releasing(contextlib.AbstractContextManager):
+    """Context manager that releases an already acquired lock on exit."""
+
+    def __init__(self, lock: FileLock) -> None:
+        self.lock = lock
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.release()
 
 
 def _library_version() -> str:
@@ -203,7 +215,12 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         When given, a checkpoint (see :meth:`save`) is written there atomically after every epoch, so an
         interrupted fit resumes with :meth:`load` and ``warm_start=True``.
     device : str, default="auto"
-        "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        "auto" (CUDA when available), "cpu", "cuda" or "cuda:N". On CUDA, training uses bf16 autocast (the
+        Sinkhorn codes and losses stay in float32) and channels-last images; the uint8 data live on the GPU
+        when they fit in half its free memory, else in pinned host memory.
+    compile : bool, default=False
+        Train through ``torch.compile`` (opt-in: the first epoch pays the compilation; pays off on GPUs
+        for long runs).
     random_state : int, RandomState instance or None, default=None
         Seed of weight initialisation, shuffling and augmentation. Fit is deterministic on the CPU for
         a fixed seed.
@@ -275,6 +292,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "checkpoint_path": [str, os.PathLike, None],
         "device": [str],
+        "compile": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -317,6 +335,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         warm_start: bool = False,
         checkpoint_path: str | None = None,
         device: str = "auto",
+        compile: bool = False,
         random_state=None,
         verbose: int = 0,
     ) -> None:
@@ -355,6 +374,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         self.warm_start = warm_start
         self.checkpoint_path = checkpoint_path
         self.device = device
+        self.compile = compile
         self.random_state = random_state
         self.verbose = verbose
 
@@ -562,28 +582,48 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             head_weights = head_weights.to(values.device)
         steps = trainer.steps_per_epoch(n_samples)
         remaining = max(0, self.max_epochs - trainer.epoch)
-        with tqdm(total=remaining * steps, disable=not self.verbose, desc="IMC-SwAV", unit="step") as bar:
+        with self._checkpoint_lock(), tqdm(total=remaining * steps, disable=not self.verbose, desc="IMC-SwAV",
+                                           unit="step") as bar:
+            good = self._snapshot(trainer)
             for _ in range(remaining):
-                good = self._snapshot(trainer)
                 try:
                     record = trainer.train_epoch(values, self._progress(bar, steps) if self.verbose else None,
                                                  head_weights)
                 except DivergenceError:
                     self._rollback(trainer, good)
+                    self._finish(values, trainer)
                     raise
                 record["images_per_second"] = steps * min(self.batch_size, n_samples) / record["seconds"]
                 if evaluation is not None:
                     self._recalibrate(values, trainer.generator)
                     record.update(self._evaluate(*evaluation))
                 self._end_epoch(trainer, record)
+                good = self._snapshot(trainer)
                 bar.set_postfix(self._postfix(record))
                 for callback in callbacks:
                     callback(self, record)
+            self._finish(values, trainer)
+            if self.checkpoint_path is not None:
+                self.save(self.checkpoint_path)
+        return self
+
+    def _finish(self, values: torch.Tensor, trainer: Trainer) -> None:
+        """Evaluation-ready BatchNorm statistics and the training labels."""
         self._recalibrate(values, trainer.generator)
         self.labels_ = self._logits(values).argmax(dim=1).numpy().astype(np.int64)
-        if self.checkpoint_path is not None:
-            self.save(self.checkpoint_path)
-        return self
+
+    def _checkpoint_lock(self):
+        """Hold ``checkpoint_path + ".lock"`` for the whole fit, so that two processes never write the same
+        checkpoint; a second one fails at once."""
+        if self.checkpoint_path is None:
+            return contextlib.nullcontext()
+        lock = FileLock(os.fspath(self.checkpoint_path) + ".lock", timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ValueError(f"Another process is training into {self.checkpoint_path} (its lock "
+                             f"{lock.lock_file} is held); choose another checkpoint path.") from None
+        return _Releasing(lock)
 
     def _initialize(self, data: data_lib.PreparedData) -> None:
         """Fresh model, statistics and training state for a new fit."""
@@ -604,8 +644,12 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             generator.set_state(state["generator"])
         else:  # random streams do not transfer between device types: continue on a derived seed
             generator.manual_seed(state["seed"] + state["updates"])
+        cuda = self.device_.type == "cuda"
+        if cuda and data.is_image:
+            self.model_.to(memory_format=torch.channels_last)
         trainer = Trainer(self.model_, self._augmenter(data.values, data.is_image), self._training_config(),
-                          generator, autocast_dtype=torch.bfloat16 if self.device_.type == "cuda" else None)
+                          generator, autocast_dtype=torch.bfloat16 if cuda else None,
+                          channels_last=cuda and data.is_image, compile=self.compile)
         if "optimizer" in state:
             trainer.load_state_dict(state)
         return trainer
@@ -619,6 +663,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         self.model_.load_state_dict(good["model"])
         trainer.load_state_dict(good["trainer"])
         trainer.generator.set_state(good["generator"])
+        self.n_iter_ = trainer.epoch
 
     def _end_epoch(self, trainer: Trainer, record: dict) -> None:
         """Record the epoch, remember the training state, and write the checkpoint."""

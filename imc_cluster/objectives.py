@@ -37,6 +37,22 @@ def _all_reduce(tensor: torch.Tensor, group, op=None) -> torch.Tensor:
     return tensor
 
 
+class _DifferentiableSum(torch.autograd.Function):
+    """All-reduce (sum) whose backward all-reduces the gradient too: with every process computing the same
+    loss from the summed tensor, each gets ``world_size`` times its share of the global gradient, which the
+    usual averaging of parameter gradients across processes (DistributedDataParallel) turns into exactly
+    the global gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
+        ctx.group = group
+        return _all_reduce(tensor.clone(), group)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _all_reduce(grad.clone(), ctx.group), None
+
+
 def _global_batch_size(local: int, device: torch.device, group) -> int:
     if not _distributed(group):
         return local
@@ -128,9 +144,7 @@ def _mutual_information_term(head_probs: torch.Tensor, target_probs: torch.Tenso
     """``H(Y|U) - b H(Y)`` of one (head view, target view) pair; ``head_probs`` rows may be weighted."""
     joint = head_probs.t() @ target_probs  # (K, K'), summed over the batch
     if _distributed(group):
-        from torch.distributed.nn.functional import all_reduce  # differentiable, unlike dist.all_reduce
-
-        joint = all_reduce(joint, group=group)
+        joint = _DifferentiableSum.apply(joint, group)
     joint = joint / joint.sum().clamp_min(_EPS)  # all-zero weights give a zero term, not NaN
     p_y = joint.sum(dim=1, keepdim=True)
     p_u = joint.sum(dim=0, keepdim=True)

@@ -66,11 +66,19 @@ class Trainer:
         Mixed-precision dtype for the networks (bf16 on CUDA), or None for float32.
     group : ProcessGroup, default=None
         Distributed process group for the objectives.
+    channels_last : bool, default=False
+        Feed image views in channels-last memory format (the model must be converted too); faster
+        convolutions on GPUs.
+    compile : bool, default=False
+        Run the forward pass through ``torch.compile(model)``.
     """
 
     def __init__(self, model: IMCSwAVNet, augment: Callable, config: TrainingConfig,
-                 generator: torch.Generator, autocast_dtype: torch.dtype | None = None, group=None) -> None:
+                 generator: torch.Generator, autocast_dtype: torch.dtype | None = None, group=None,
+                 channels_last: bool = False, compile: bool = False) -> None:
         self.model = model
+        self.forward = torch.compile(model) if compile else model
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.augment = augment
         self.config = config
         self.generator = generator
@@ -95,7 +103,7 @@ class Trainer:
         device_type = views[0].device.type
         with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
-            scores, logits = self.model(views, batch_size)
+            scores, logits = self.forward(views, batch_size)
         swav = swav_loss(scores, cfg.n_large_views, cfg.temperature, cfg.sinkhorn_epsilon,
                          cfg.sinkhorn_iterations, self.group)
         mi = mutual_information_loss(logits, scores, cfg.temperature, cfg.marginal_weight,
@@ -108,7 +116,8 @@ class Trainer:
         self.model.normalize_prototypes()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        views = self.augment(batch, self.generator)
+        views = [v.contiguous(memory_format=self.memory_format) if v.dim() == 4 else v
+                 for v in self.augment(batch, self.generator)]
         terms = self.losses(views, batch.shape[0], head_weights)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

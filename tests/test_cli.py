@@ -107,3 +107,12 @@ def test_train_and_test_on_a_cifar_slice(cifar_slice, tmp_path, capsys):
     text = run(["test", *base, "--cpt_load_path", str(out / "c10.cpt")], capsys)
     assert text.startswith("ACC ")
     assert IMCSwAVClustering.load(out / "c10.cpt").input_shape_ == (3, 32, 32)
+
+
+def test_dataset_presets_fill_defaults_and_flags_win():
+    from imc_cluster.cli import parse_args
+
+    digits = parse_args(["train", "--dataset", "digits"])
+    assert (digits.epochs, digits.prototypes, digits.flip_prob) == (150, 100, 0.0)
+    assert parse_args(["train", "--dataset", "digits", "--epochs", "7"]).epochs == 7
+    assert parse_args(["train", "--dataset", "c10"]).epochs == 500  # the published defaults elsewhere

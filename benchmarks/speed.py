@@ -1,0 +1,798 @@
+"""Speed and memory of imc_cluster on one machine, in one configuration, in one run.
+
+The configuration is the CIFAR one: ResNet-18 of width 64, 1000 prototypes, a cluster head of width 1024,
+10 clusters, 2 crops of 28x28 and 4 of 18x18 per 32x32 RGB image, batch 64. The run prints a markdown
+report of
+
+a) multi-crop augmentation throughput: the batched ``MultiCropAugmenter`` on uint8 tensors beside the
+   same views made one image at a time by torchvision transforms on PIL images, in a DataLoader with one
+   worker per core;
+b) training-step throughput (``Trainer.step``) and the share of the step spent outside the networks'
+   forward and backward passes, with a breakdown of the step;
+c) ``IMCSwAVClustering.predict`` throughput, and the peak memory of ``fit`` on the 50,000 training images,
+   measured in fresh subprocesses;
+d) how fit and predict time grow with the number of images, and step time with the number of prototypes.
+
+    python benchmarks/speed.py                                      # about 10 minutes on a 2-core CPU
+    python benchmarks/speed.py --quick                              # smoke run, under 2 minutes
+    python benchmarks/speed.py --output benchmarks/results/speed_cpu  # also writes .md and .json
+
+Times are ``time.perf_counter`` wall-clock medians over repetitions that follow warm-up ones (on a GPU,
+after synchronising). Tasks that are compared with each other take turns within every repetition, so that
+changes in the load of a shared machine affect them alike; the 1-minute load average before and after
+every section is reported, since other processes on the cores distort every figure. Memory figures come from
+``/proc/self/status`` (Linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from imc_cluster import IMCSwAVClustering
+from imc_cluster.augmentation import CropGroup, MultiCropAugmenter, normalize
+from imc_cluster.datasets import load_dataset
+from imc_cluster.networks import IMCSwAVNet, ResNetEncoder
+from imc_cluster.objectives import logit_penalty, mutual_information_loss, swav_loss
+from imc_cluster.training import Trainer, TrainingConfig
+
+#: the views of SPEC "Views" on 32x32 images: 2 large and 4 small crops
+CROP_GROUPS = (CropGroup(2, (28, 28), (0.2, 1.0)), CropGroup(4, (18, 18), (0.08, 0.4)))
+#: colour jitter strengths (brightness, contrast, saturation, hue) and the view probabilities
+JITTER = (0.4, 0.4, 0.4, 0.1)
+FLIP_PROB, JITTER_PROB, GRAYSCALE_PROB = 0.5, 0.8, 0.25
+N_CLUSTERS = 10
+#: shape (N, H, W, C) of the random train and test images used when no data set is found
+FALLBACK_SHAPES = ((50_000, 32, 32, 3), (10_000, 32, 32, 3))
+#: CPU targets: augmentation speed-up over the per-image pipeline, share of the step outside fwd+bwd, and
+#: memory beyond the uint8 training images
+AUGMENT_SPEEDUP_TARGET = 5.0
+OUTSIDE_SHARE_TARGET = 0.10
+MEMORY_ALLOWANCE = 1.5e9
+#: images the augmentation benchmark draws its batches from
+AUGMENT_POOL = 8192
+
+#: run sizes of the default run and of ``--quick``
+FULL_RUN = {"warmup": 2, "repeats": 7, "sweep_repeats": 3, "augment_batches": 10, "torchvision_images": 2560,
+            "predict_fit_batches": 4, "predict_images": 1024, "predict_repeats": 3, "memory_steps": 5,
+            "sizes": (1000, 5000, 20000, 50000), "prototypes": (100, 1000, 3000, 10000)}
+QUICK_RUN = {"warmup": 1, "repeats": 3, "sweep_repeats": 1, "augment_batches": 4, "torchvision_images": 640,
+             "predict_fit_batches": 2, "predict_images": 256, "predict_repeats": 1, "memory_steps": 2,
+             "sizes": (1000, 2000), "prototypes": (100, 1000)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run depends on.
+
+    Parameters
+    ----------
+    data : str
+        ImageFolder tree with ``train/`` and ``test/`` (CIFAR-10); random images when it is missing.
+    device : str
+        "cpu" or "cuda".
+    batch_size : int
+        Images per training step, augmentation batch and predict chunk.
+    width, tiny_width : int
+        Backbone width of the benchmark configuration, and of the fits of the size sweep.
+    n_prototypes, head_hidden_dim : int
+        Prototypes and cluster-head width of the benchmark configuration.
+    warmup, repeats : int
+        Untimed and timed repetitions of sections a) and b).
+    sweep_repeats : int
+        Timed repetitions (after one warm-up) of every point of the prototype sweep.
+    augment_batches : int
+        Batches augmented in one timed repetition of our augmenter.
+    torchvision_images : int
+        Images in one timed epoch of the per-image DataLoader.
+    predict_fit_batches : int
+        Steps of the short fit before the predict benchmark.
+    predict_images, predict_repeats : int
+        Test images per predict call, and timed calls.
+    memory_steps : int
+        Training steps of the memory subprocess before it stops ``fit``.
+    sizes, prototypes : tuple of int
+        Numbers of images of the fit/predict sweep, and prototype counts of the step sweep.
+    """
+
+    data: str
+    device: str
+    batch_size: int
+    width: int
+    tiny_width: int
+    n_prototypes: int
+    head_hidden_dim: int
+    warmup: int
+    repeats: int
+    sweep_repeats: int
+    augment_batches: int
+    torchvision_images: int
+    predict_fit_batches: int
+    predict_images: int
+    predict_repeats: int
+    memory_steps: int
+    sizes: tuple[int, ...]
+    prototypes: tuple[int, ...]
+
+
+@dataclass
+class Data:
+    """uint8 ``(N, H, W, C)`` train and test images, their training mean and std, and where they came from."""
+
+    train: np.ndarray
+    test: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """One ``fit`` (and optionally ``predict``) in a fresh subprocess, for time and peak memory.
+
+    Parameters
+    ----------
+    data : str
+        Path handed to :func:`load_data`.
+    n_images : int
+        Leading training images to fit on.
+    width, batch_size : int
+        ``backbone_width`` and ``batch_size`` of the estimator (other parameters are the defaults).
+    device : str
+        The estimator's device.
+    max_steps : int or None
+        Stop ``fit`` after this many training steps; None runs one whole epoch.
+    predict : bool
+        Whether to time ``predict`` on the same images after the fit.
+    """
+
+    data: str
+    n_images: int
+    width: int
+    batch_size: int
+    device: str
+    max_steps: int | None
+    predict: bool
+
+
+class StopFit(Exception):
+    """Raised by the step counter of :func:`stop_fit_after` to end ``fit`` early."""
+
+
+# ---------------------------------------------------------------- data and timing helpers
+
+
+def load_data(path: str) -> Data:
+    """The CIFAR-10 ImageFolder tree at ``path`` or, when there is none, random images of its shape."""
+    if Path(path).is_dir():
+        images = load_dataset("folder", path)
+        return Data(images.train_images, images.test_images, images.mean, images.std,
+                    f"CIFAR-10 JPEG ImageFolder at {path}")
+    rng = np.random.default_rng(0)
+    train, test = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in FALLBACK_SHAPES)
+    pixels = train[:4096].reshape(-1, train.shape[-1]) / 255.0
+    return Data(train, test, tuple(pixels.mean(axis=0)), tuple(pixels.std(axis=0)),
+                f"random uint8 images (no data set at {path})")
+
+
+def channels_first(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, C)`` array as a contiguous ``(N, C, H, W)`` tensor."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+def make_augmenter(data: Data) -> MultiCropAugmenter:
+    """Our batched multi-crop augmenter with the SPEC views and the data's normalisation."""
+    return MultiCropAugmenter(CROP_GROUPS, data.mean, data.std, flip_prob=FLIP_PROB, jitter=JITTER,
+                              jitter_prob=JITTER_PROB, grayscale_prob=GRAYSCALE_PROB)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(tasks: dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                      repeats: int) -> dict[str, list[float]]:
+    """Seconds of every timed run of every task; in each repetition the tasks run one after another.
+
+    Parameters
+    ----------
+    tasks : dict of str to callable
+        The tasks, by name.
+    device : torch.device
+        Device to synchronise with around every run.
+    warmup, repeats : int
+        Untimed repetitions, then timed ones.
+
+    Returns
+    -------
+    dict of str to list of float
+        ``repeats`` durations per task.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in tasks}
+    for repetition in range(warmup + repeats):
+        for name, task in tasks.items():
+            synchronize(device)
+            start = time.perf_counter()
+            task()
+            synchronize(device)
+            if repetition >= warmup:
+                samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    """Median of every list of durations."""
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def proc_status(field: str) -> int:
+    """A memory field of ``/proc/self/status`` (such as "VmRSS" or "VmHWM"), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def peak_rss() -> int:
+    """The resident-set high-water mark of this process's memory (VmHWM), in bytes.
+
+    Not ``ru_maxrss``: the kernel carries the peak of the process image that ``exec`` replaced into it, so
+    in a subprocess of a large benchmark process it reports the parent's size.
+    """
+    return proc_status("VmHWM")
+
+
+def reset_peak_rss() -> None:
+    """Reset the resident-set high-water mark (VmHWM) to the current RSS."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+# ---------------------------------------------------------------- a) augmentation
+
+
+class PerImageViews(Dataset):
+    """PIL images, each turned into its six views by torchvision transforms, one image at a time.
+
+    Parameters
+    ----------
+    images : ndarray
+        uint8 ``(N, H, W, 3)`` images.
+    mean, std : sequence of float
+        Per-channel normalisation.
+    """
+
+    def __init__(self, images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.images = [Image.fromarray(image) for image in images]
+        self.views = [per_image_transform(group, mean, std) for group in CROP_GROUPS
+                      for _ in range(group.n_crops)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        image = self.images[index]
+        return tuple(view(image) for view in self.views)
+
+
+def per_image_transform(group: CropGroup, mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
+    """torchvision's per-image equivalent of one view of ``group``."""
+    return transforms.Compose([
+        transforms.RandomResizedCrop(group.size, scale=group.scale),
+        transforms.RandomHorizontalFlip(FLIP_PROB),
+        transforms.RandomApply([transforms.ColorJitter(*JITTER)], p=JITTER_PROB),
+        transforms.RandomGrayscale(GRAYSCALE_PROB),
+        transforms.ToTensor(),
+        transforms.Normalize(mean, std),
+    ])
+
+
+def augmentation_benchmark(data: Data, settings: Settings) -> dict:
+    """Images per second of our augmenter and of the per-image torchvision DataLoader (section a)."""
+    device, batch = torch.device(settings.device), settings.batch_size
+    augmenter = make_augmenter(data)
+    pool = channels_first(data.train[:AUGMENT_POOL]).to(device)
+    generator = torch.Generator(device).manual_seed(0)
+
+    def ours() -> None:
+        for _ in range(settings.augment_batches):
+            index = torch.randint(pool.shape[0], (batch,), generator=generator, device=device)
+            augmenter(pool[index], generator)
+
+    workers = os.cpu_count() or 1
+    loader = DataLoader(PerImageViews(data.train[:settings.torchvision_images], data.mean, data.std),
+                        batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=True,
+                        drop_last=True)
+    samples = interleaved_times({"ours": ours, "torchvision": lambda: sum(1 for _ in loader)}, device,
+                                settings.warmup, settings.repeats)
+    seconds = medians(samples)
+    rates = {"ours": batch * settings.augment_batches / seconds["ours"],
+             "torchvision": batch * len(loader) / seconds["torchvision"]}
+    return {"images_per_second": rates, "speedup": rates["ours"] / rates["torchvision"], "workers": workers,
+            "seconds": samples, "images_per_repetition": {"ours": batch * settings.augment_batches,
+                                                          "torchvision": batch * len(loader)}}
+
+
+# ---------------------------------------------------------------- b) training step
+
+
+def build_trainer(data: Data, settings: Settings, n_prototypes: int) -> Trainer:
+    """A trainer of the benchmark network, with ``n_prototypes`` prototypes, on the settings' device."""
+    device = torch.device(settings.device)
+    torch.manual_seed(0)
+    encoder = ResNetEncoder("resnet18", data.train.shape[-1], settings.width)
+    model = IMCSwAVNet(encoder, N_CLUSTERS, n_prototypes, head_hidden_dim=settings.head_hidden_dim).to(device)
+    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None  # as IMCSwAVClustering trains
+    return Trainer(model, make_augmenter(data), TrainingConfig(batch_size=settings.batch_size),
+                   torch.Generator(device).manual_seed(0), autocast_dtype=autocast_dtype)
+
+
+def autocast(trainer: Trainer, device: torch.device) -> torch.autocast:
+    """The autocast context in which the trainer runs its networks."""
+    return torch.autocast(device.type, dtype=trainer.autocast_dtype or torch.float32,
+                          enabled=trainer.autocast_dtype is not None)
+
+
+def objective(config: TrainingConfig, scores: list[torch.Tensor], logits: list[torch.Tensor]) -> torch.Tensor:
+    """The training loss from the networks' outputs: the three objectives, as ``Trainer.losses`` sums them."""
+    swav = swav_loss(scores, config.n_large_views, config.temperature, config.sinkhorn_epsilon,
+                     config.sinkhorn_iterations)
+    mi = mutual_information_loss(logits, scores, config.temperature, config.marginal_weight)
+    return swav + mi + logit_penalty(logits, config.logit_penalty, config.logit_threshold)
+
+
+def forward_backward(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -> None:
+    """The networks' forward and backward passes alone, with the sum of every output as the loss."""
+    trainer.model.zero_grad(set_to_none=True)
+    with autocast(trainer, views[0].device):
+        scores, logits = trainer.model(views, batch_size)
+    torch.stack([output.float().sum() for output in scores + logits]).sum().backward()
+
+
+def leaf_outputs(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -> list[list[torch.Tensor]]:
+    """The networks' scores and logits of ``views``, as float32 leaves that require a gradient."""
+    with torch.no_grad(), autocast(trainer, views[0].device):
+        outputs = trainer.model(views, batch_size)
+    return [[part.float().requires_grad_() for part in parts] for parts in outputs]
+
+
+def objective_backward(config: TrainingConfig, scores: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
+    """The objectives' forward and backward (Sinkhorn, SwAV, mutual information, penalty) alone."""
+    for leaf in scores + logits:
+        leaf.grad = None
+    objective(config, scores, logits).backward()
+
+
+def step_tasks(trainer: Trainer, batch: torch.Tensor) -> dict[str, Callable[[], object]]:
+    """The full step and its parts, as tasks for :func:`interleaved_times`."""
+    views = trainer.augment(batch, trainer.generator)
+    scores, logits = leaf_outputs(trainer, views, batch.shape[0])
+    return {
+        "step": lambda: trainer.step(batch),
+        "augment": lambda: trainer.augment(batch, trainer.generator),
+        "forward_backward": lambda: forward_backward(trainer, views, batch.shape[0]),
+        "objectives": lambda: objective_backward(trainer.config, scores, logits),
+        "optimizer": trainer.optimizer.step,
+    }
+
+
+def training_batch(data: Data, settings: Settings) -> torch.Tensor:
+    """One batch of uint8 training images on the settings' device."""
+    return channels_first(data.train[:settings.batch_size]).to(settings.device)
+
+
+def step_benchmark(data: Data, settings: Settings) -> dict:
+    """Step throughput and its breakdown (section b)."""
+    trainer = build_trainer(data, settings, settings.n_prototypes)
+    samples = interleaved_times(step_tasks(trainer, training_batch(data, settings)),
+                                torch.device(settings.device), settings.warmup, settings.repeats)
+    seconds = medians(samples)
+    outside = seconds["augment"] + seconds["objectives"] + seconds["optimizer"]
+    return {"images_per_second": settings.batch_size / seconds["step"], "median_seconds": seconds,
+            "rest_seconds": seconds["step"] - seconds["forward_backward"] - outside,
+            "outside_share": 1.0 - seconds["forward_backward"] / seconds["step"],
+            "outside_share_of_parts": outside / seconds["step"], "seconds": samples}
+
+
+# ---------------------------------------------------------------- c) predict and memory
+
+
+def plain_forward(estimator: IMCSwAVClustering, images: torch.Tensor) -> None:
+    """The fitted network on normalised batches alone: what ``predict`` costs without its input handling."""
+    model, device = estimator.model_, estimator.device_
+    model.eval()
+    with torch.no_grad():
+        for batch in images.split(estimator.batch_size):
+            batch = normalize(batch.to(device), estimator.pixel_mean_, estimator.pixel_std_)
+            model.cluster_logits(batch).argmax(dim=1).cpu()
+
+
+def predict_benchmark(data: Data, settings: Settings) -> dict:
+    """Predict throughput of a briefly fitted estimator of the benchmark configuration (section c)."""
+    fit_images = data.train[:settings.predict_fit_batches * settings.batch_size]
+    estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=settings.width, n_prototypes=settings.n_prototypes,
+                                  head_hidden_dim=settings.head_hidden_dim, batch_size=settings.batch_size,
+                                  max_epochs=1, device=settings.device, random_state=0)
+    start = time.perf_counter()
+    estimator.fit(fit_images)
+    fit_seconds = time.perf_counter() - start
+    images = data.test[:settings.predict_images]
+    tensors = channels_first(images)
+    estimator.predict(images[:settings.batch_size])  # warm-up
+    samples = interleaved_times({"predict": lambda: estimator.predict(images),
+                                 "network": lambda: plain_forward(estimator, tensors)},
+                                torch.device(settings.device), 0, settings.predict_repeats)
+    rates = {name: len(images) / seconds for name, seconds in medians(samples).items()}
+    return {"images_per_second": rates, "fit_images": len(fit_images), "fit_seconds": fit_seconds,
+            "predict_images": len(images), "seconds": samples}
+
+
+def stop_fit_after(steps: int) -> None:
+    """Make every ``Trainer.step`` count, and the ``steps``-th one raise :class:`StopFit` after its update."""
+    original = Trainer.step
+    done = [0]
+
+    def counted_step(self: Trainer, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        done[0] += 1
+        if done[0] >= steps:
+            raise StopFit
+        return result
+
+    Trainer.step = counted_step
+
+
+def run_fit_job(job: FitJob) -> dict:
+    """Fit (and predict) as ``job`` says, in this process; return times and memory peaks."""
+    record = {"rss_after_imports": proc_status("VmRSS")}
+    data = load_data(job.data)
+    images = data.train[:job.n_images].copy()
+    record.update(data_bytes=images.nbytes, peak_rss_loading=peak_rss())
+    del data
+    record["rss_before_fit"] = proc_status("VmRSS")
+    if job.max_steps is not None:
+        stop_fit_after(job.max_steps)
+    estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=job.width, batch_size=job.batch_size, max_epochs=1,
+                                  device=job.device, random_state=0)
+    if job.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    reset_peak_rss()
+    start = time.perf_counter()
+    try:
+        estimator.fit(images)
+    except StopFit:
+        record["stopped_after_steps"] = job.max_steps
+    record.update(fit_seconds=time.perf_counter() - start, peak_rss_fit=peak_rss())
+    if job.device.startswith("cuda"):
+        record["cuda_max_allocated"] = torch.cuda.max_memory_allocated()
+    if hasattr(estimator, "history_"):
+        record["epoch_seconds"] = estimator.history_[0]["seconds"]
+    if job.predict:
+        start = time.perf_counter()
+        estimator.predict(images)
+        record["predict_seconds"] = time.perf_counter() - start
+    return record
+
+
+def fit_in_subprocess(job: FitJob) -> dict:
+    """:func:`run_fit_job` in a fresh Python process, so that its memory peaks are its own."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--fit-job", json.dumps(asdict(job))]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"The fit subprocess failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return {**asdict(job), **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def memory_benchmark(data: Data, settings: Settings) -> dict:
+    """Peak memory of fit on all training images with the benchmark network, stopped early (section c)."""
+    job = FitJob(settings.data, len(data.train), settings.width, settings.batch_size, settings.device,
+                 settings.memory_steps, predict=False)
+    return fit_in_subprocess(job)
+
+
+# ---------------------------------------------------------------- d) scaling
+
+
+def size_sweep(data: Data, settings: Settings) -> list[dict]:
+    """One-epoch fit and predict of a tiny network on growing numbers of images, each in a subprocess."""
+    sizes = [size for size in settings.sizes if size <= len(data.train)]
+    return [fit_in_subprocess(FitJob(settings.data, size, settings.tiny_width, settings.batch_size,
+                                     settings.device, None, predict=True)) for size in sizes]
+
+
+def prototype_sweep(data: Data, settings: Settings) -> list[dict]:
+    """Step and objective times of the benchmark network for every number of prototypes."""
+    device, batch = torch.device(settings.device), training_batch(data, settings)
+    records = []
+    for n_prototypes in settings.prototypes:
+        tasks = step_tasks(build_trainer(data, settings, n_prototypes), batch)
+        samples = interleaved_times({name: tasks[name] for name in ("step", "objectives")}, device, 1,
+                                    settings.sweep_repeats)
+        records.append({"n_prototypes": n_prototypes, "median_seconds": medians(samples), "seconds": samples})
+    return records
+
+
+def marginal_costs(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
+    """Slopes between successive points: constant for linear growth, rising for super-linear growth."""
+    return [(y1 - y0) / (x1 - x0) for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:])]
+
+
+# ---------------------------------------------------------------- the report
+
+
+def machine() -> dict:
+    """CPU model, cores, library versions, device and load of this machine."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def mb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:,.0f} MB"
+
+
+def header(results: dict) -> list[str]:
+    m, s = results["machine"], results["settings"]
+    gpu = f", GPU {m['gpu']}" if s["device"].startswith("cuda") else ""
+    return [
+        "# imc_cluster speed and memory",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads){gpu}; device "
+        f"`{s['device']}`; torch {m['torch']}, torchvision {m['torchvision']}, Python {m['python']}; "
+        f"{m['date']}.",
+        f"- Data: {results['data_source']}.",
+        f"- Configuration: ResNet-18 of width {s['width']}, {s['n_prototypes']} prototypes, cluster head "
+        f"{s['head_hidden_dim']}, {N_CLUSTERS} clusters; 2 x 28x28 + 4 x 18x18 crops of 32x32 RGB images; "
+        f"batch {s['batch_size']}.",
+        f"- Timing: wall-clock medians of {s['repeats']} repetitions after {s['warmup']} warm-up ones, "
+        "compared tasks taking turns within every repetition.",
+        load_line(results["load_average"], m["cores"]),
+        "",
+    ]
+
+
+def load_line(loads: dict[str, tuple[float, float]], cores: int) -> str:
+    """The sections' load averages, with a warning when other processes competed for the cores."""
+    figures = ", ".join(f"{name} {before:.1f} -> {after:.1f}" for name, (before, after) in loads.items())
+    busy = max(max(pair) for pair in loads.values()) > cores + 1
+    warning = " **Other processes competed for the cores: the figures are unreliable.**" if busy else ""
+    return (f"- 1-minute load average before -> after each section (this benchmark alone keeps it near "
+            f"{cores}): {figures}.{warning}")
+
+
+def augmentation_section(a: dict, batch: int) -> list[str]:
+    rates = a["images_per_second"]
+    return [
+        "## a) Multi-crop augmentation (each image to 2 large + 4 small views)",
+        "",
+        "| pipeline | images/s |",
+        "|---|---:|",
+        f"| `MultiCropAugmenter`, batches of {batch} uint8 tensors, main process | {rates['ours']:,.0f} |",
+        f"| torchvision per image (PIL), DataLoader with {a['workers']} workers, batch {batch} "
+        f"| {rates['torchvision']:,.0f} |",
+        "",
+        f"Ratio {a['speedup']:.1f}x (CPU target >= {AUGMENT_SPEEDUP_TARGET:.0f}x: "
+        f"{verdict(a['speedup'] >= AUGMENT_SPEEDUP_TARGET)}).",
+        "",
+    ]
+
+
+def step_section(b: dict, batch: int) -> list[str]:
+    seconds = b["median_seconds"]
+    rows = [("augmentation (`MultiCropAugmenter`)", seconds["augment"]),
+            ("networks' forward + backward (loss = sum of outputs)", seconds["forward_backward"]),
+            ("objectives forward + backward (Sinkhorn, SwAV, MI, penalty)", seconds["objectives"]),
+            ("Adam update", seconds["optimizer"]),
+            ("rest (step minus the above: prototype normalisation, zero_grad, glue)", b["rest_seconds"])]
+    share = b["outside_share"]
+    return [
+        f"## b) Training step (`Trainer.step`, batch {batch})",
+        "",
+        f"Full step: {seconds['step'] * 1e3:,.0f} ms, **{b['images_per_second']:,.1f} images/s**.",
+        "",
+        "| part | ms | share of step |",
+        "|---|---:|---:|",
+        *[f"| {name} | {value * 1e3:,.1f} | {value / seconds['step']:.1%} |" for name, value in rows],
+        "",
+        f"Share outside the networks' forward and backward: 1 - fwd+bwd / step = **{share:.1%}** "
+        f"(CPU target <= {OUTSIDE_SHARE_TARGET:.0%}: {verdict(share <= OUTSIDE_SHARE_TARGET)}). The parts "
+        f"measured on their own (augmentation + objectives + Adam) add up to {b['outside_share_of_parts']:.1%} "
+        "of the step; the *rest* row, the difference, also carries the timing noise of the two large figures.",
+        "",
+    ]
+
+
+def memory_row(record: dict, label: str) -> str:
+    """One row of the memory table: RSS after imports and before fit, peaks, and the target."""
+    limit = record["data_bytes"] + MEMORY_ALLOWANCE
+    peak = max(record["peak_rss_fit"], record["peak_rss_loading"])
+    cuda = mb(record["cuda_max_allocated"]) if "cuda_max_allocated" in record else "-"
+    return (f"| {label} | {mb(record['rss_after_imports'])} | {mb(record['rss_before_fit'])} | "
+            f"{mb(record['peak_rss_fit'])} | {mb(peak)} | {cuda} | {mb(limit)}: {verdict(peak <= limit)} |")
+
+
+def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list[str]:
+    rates = c["images_per_second"]
+    rows = [memory_row(memory, f"width {memory['width']}, batch {memory['batch_size']}, stopped after "
+                               f"{memory['max_steps']} steps")]
+    if full_fit is not None:
+        rows.append(memory_row(full_fit, f"width {full_fit['width']}, batch {full_fit['batch_size']}, the whole "
+                                         "epoch and the final labelling"))
+    return [
+        "## c) Predict and memory",
+        "",
+        f"`predict` on {c['predict_images']:,} test images after a {c['fit_images']}-image, one-epoch fit: "
+        f"**{rates['predict']:,.0f} images/s** (the network alone on the same normalised batches: "
+        f"{rates['network']:,.0f} images/s).",
+        "",
+        f"Memory of `fit` on {memory['n_images']:,} training images ({mb(memory['data_bytes'])} of uint8), "
+        "each fit in a fresh subprocess that imports, loads the data set, keeps a copy of the training "
+        "images and frees the rest, then fits. *Fit peak*: the resident high-water mark (VmHWM) since it was "
+        "reset (`/proc/self/clear_refs`) just before `fit`; *process peak*: the larger of that and the peak "
+        "of imports and loading. A `Trainer.step` wrapper that raises an exception stops the first fit early.",
+        "",
+        "| fit | RSS after imports | RSS before fit | fit peak RSS | process peak RSS | CUDA max allocated "
+        "| target (data + 1.5 GB) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *rows,
+        "",
+    ]
+
+
+def size_section(records: list[dict], settings: dict) -> list[str]:
+    sizes = [r["n_images"] for r in records]
+    fits = [r["fit_seconds"] for r in records]
+    marginal = marginal_costs(sizes, fits)
+    lines = [
+        f"## d) Scaling with the number of images (one epoch, ResNet-18 of width {settings['tiny_width']}, "
+        f"batch {settings['batch_size']}, other parameters the defaults)",
+        "",
+        "`fit` includes data preparation, the epoch, BatchNorm re-estimation and labelling the training images; "
+        "`predict` labels the same images again. Each point is one fresh subprocess.",
+        "",
+        "| images | steps | fit s | epoch s | fit s per 1k images (marginal) | predict s | predict images/s "
+        "| fit peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for index, r in enumerate(records):
+        slope = f"{marginal[index - 1] * 1e3:.2f}" if index else "-"
+        lines.append(f"| {r['n_images']:,} | {r['n_images'] // r['batch_size']} | {r['fit_seconds']:.1f} | "
+                     f"{r['epoch_seconds']:.1f} | {slope} | {r['predict_seconds']:.2f} | "
+                     f"{r['n_images'] / r['predict_seconds']:,.0f} | {mb(r['peak_rss_fit'])} |")
+    return lines + [""]
+
+
+def prototype_section(records: list[dict], batch: int) -> list[str]:
+    counts = [r["n_prototypes"] for r in records]
+    steps = [r["median_seconds"]["step"] for r in records]
+    objectives = [r["median_seconds"]["objectives"] for r in records]
+    step_slopes, objective_slopes = marginal_costs(counts, steps), marginal_costs(counts, objectives)
+    lines = [
+        f"## d) Scaling with the number of prototypes K' (benchmark network, batch {batch})",
+        "",
+        "| K' | step ms | images/s | objectives ms | marginal step ms per 1k K' | marginal objectives ms per 1k K' |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for index, count in enumerate(counts):
+        slopes = (f"{step_slopes[index - 1] * 1e6:.1f} | {objective_slopes[index - 1] * 1e6:.1f}" if index
+                  else "- | -")
+        lines.append(f"| {count:,} | {steps[index] * 1e3:,.0f} | {batch / steps[index]:,.1f} | "
+                     f"{objectives[index] * 1e3:,.1f} | {slopes} |")
+    return lines + [""]
+
+
+SCALING_NOTES = [
+    "Notes on growth. Every cost of a step is linear in K': the prototype layer (6B x 128 x K'), the "
+    "softmaxes over K' for the 6 views, Sinkhorn-Knopp (O(B K') per iteration, 3 iterations for each of the 2 "
+    "large views), the Adam update of the 128 x K' prototypes, and the mutual-information loss, whose joint "
+    "matrix is K x K' for each of the 36 (head view, prototype view) pairs (K x B x K' for its product). Nothing "
+    "is quadratic in K' or in the batch; the 36 pairs are quadratic only in the number of views. A fit is one "
+    "pass over the data plus a fixed cost (model construction, pixel statistics, at most 50 batches of "
+    "BatchNorm re-estimation), so fit and predict time should grow linearly with N: marginal costs that stay "
+    "level show linear growth, rising ones a super-linear part.",
+    "",
+]
+
+
+def report(results: dict) -> str:
+    """The markdown report of ``results``."""
+    settings = results["settings"]
+    sweep = results["size_sweep"]
+    full_fit = next((r for r in sweep if r["n_images"] == results["memory"]["n_images"]), None)
+    lines = (header(results) + augmentation_section(results["augmentation"], settings["batch_size"])
+             + step_section(results["step"], settings["batch_size"])
+             + predict_memory_section(results["predict"], results["memory"], full_fit)
+             + size_section(sweep, settings) + prototype_section(results["prototype_sweep"], settings["batch_size"])
+             + SCALING_NOTES + [f"Total benchmark time: {results['total_seconds'] / 60:.1f} min."])
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str | None, str | None]:
+    """The run's settings, the ``--output`` stem and the (internal) ``--fit-job`` from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/cifar10", help="CIFAR-10 ImageFolder tree (train/, test/)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64, help="backbone width of the benchmark network")
+    parser.add_argument("--tiny-width", type=int, default=8, help="backbone width of the size sweep's fits")
+    parser.add_argument("--sizes", type=int, nargs="+", help="numbers of images of the fit/predict sweep")
+    parser.add_argument("--prototypes", type=int, nargs="+", help="prototype counts of the step sweep")
+    parser.add_argument("--repeats", type=int, help="timed repetitions of sections a) and b)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repetitions")
+    parser.add_argument("--output", help="also write OUTPUT.md and OUTPUT.json")
+    parser.add_argument("--fit-job", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    run = dict(QUICK_RUN if args.quick else FULL_RUN)
+    run.update({key: tuple(value) if isinstance(value, list) else value
+                for key, value in (("sizes", args.sizes), ("prototypes", args.prototypes),
+                                   ("repeats", args.repeats)) if value is not None})
+    settings = Settings(data=args.data, device=args.device, batch_size=args.batch_size, width=args.width,
+                        tiny_width=args.tiny_width, n_prototypes=1000, head_hidden_dim=1024, **run)
+    return settings, args.output, args.fit_job
+
+
+#: the measurements, in the order in which they run
+SECTIONS = {"augmentation": augmentation_benchmark, "step": step_benchmark, "predict": predict_benchmark,
+            "memory": memory_benchmark, "size_sweep": size_sweep, "prototype_sweep": prototype_sweep}
+
+
+def benchmark(settings: Settings) -> dict:
+    """Every section's measurements, with the machine and the settings."""
+    start = time.perf_counter()
+    results = {"machine": machine(), "settings": asdict(settings), "load_average": {}}
+    data = load_data(settings.data)
+    results["data_source"] = data.source
+    for name, section in SECTIONS.items():
+        section_start, load_before = time.perf_counter(), os.getloadavg()[0]
+        results[name] = section(data, settings)
+        results["load_average"][name] = (load_before, os.getloadavg()[0])
+        print(f"[{name}: {time.perf_counter() - section_start:.0f} s]", file=sys.stderr, flush=True)
+    results["total_seconds"] = time.perf_counter() - start
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings, output, fit_job = parse_settings(argv)
+    if fit_job is not None:
+        print(json.dumps(run_fit_job(FitJob(**json.loads(fit_job)))))
+        return
+    results = benchmark(settings)
+    text = report(results)
+    print(text)
+    if output is not None:
+        stem = Path(output)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".md").write_text(text)
+        stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

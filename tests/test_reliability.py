@@ -1,0 +1,125 @@
+"""Crashes and divergence: SIGKILL mid-epoch and resume, NaN losses, two processes on one checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from imc_cluster import IMCSwAVClustering
+from imc_cluster.persistence import load_checkpoint
+from imc_cluster.training import DivergenceError
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import torch
+    from imc_cluster import IMCSwAVClustering
+    torch.set_num_threads(1)
+    X = np.random.default_rng(0).integers(0, 255, size=(192, 12, 12, 3)).astype(np.uint8)
+    est = IMCSwAVClustering(n_clusters=3, backbone_width=8, n_prototypes=10, projection_dim=8, head_hidden_dim=16,
+                            batch_size=32, warmup_updates=3, bn_recalibration_batches=2, random_state=0,
+                            max_epochs=int(sys.argv[2]), checkpoint_path=sys.argv[1])
+    est.fit(X)
+""")
+
+KWARGS = dict(n_clusters=3, backbone_width=8, n_prototypes=10, projection_dim=8, head_hidden_dim=16,
+              batch_size=32, warmup_updates=3, bn_recalibration_batches=2, random_state=0)
+
+
+def images():
+    return np.random.default_rng(0).integers(0, 255, size=(192, 12, 12, 3)).astype(np.uint8)
+
+
+def start(script, checkpoint, epochs):
+    return subprocess.Popen([sys.executable, str(script), str(checkpoint), str(epochs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epoch(checkpoint, epoch, process, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and load_checkpoint(checkpoint)["fitted"]["n_iter_"] >= epoch:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("training did not reach the epoch in time")
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "train.py"
+    path.write_text(TRAIN_SCRIPT)
+    return path
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(script, tmp_path):
+    torch.set_num_threads(1)  # as in the child: same kernels, same bits
+    checkpoint = tmp_path / "run.cpt"
+    child = start(script, checkpoint, epochs=6)
+    wait_for_epoch(checkpoint, 2, child)
+    time.sleep(0.15)  # well inside the next epoch
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    saved = load_checkpoint(checkpoint)["fitted"]["n_iter_"]
+    assert 2 <= saved < 6
+    resumed = IMCSwAVClustering.load(checkpoint).set_params(warm_start=True).fit(images())
+    straight = IMCSwAVClustering(max_epochs=6, **KWARGS).fit(images())
+    assert resumed.n_iter_ == 6
+    for a, b in zip(resumed.model_.state_dict().values(), straight.model_.state_dict().values()):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(resumed.labels_, straight.labels_)
+
+
+def test_two_processes_cannot_share_a_checkpoint(script, tmp_path):
+    checkpoint = tmp_path / "shared.cpt"
+    first = start(script, checkpoint, epochs=100_000)  # runs until killed
+    try:
+        wait_for_epoch(checkpoint, 1, first)
+        second = start(script, checkpoint, epochs=2)
+        _, err = second.communicate(timeout=120)
+        assert first.poll() is None  # the first was training all along
+        assert second.returncode != 0 and "Another process is training into" in err
+        wait_for_epoch(checkpoint, load_checkpoint(checkpoint)["fitted"]["n_iter_"] + 1, first)
+    finally:
+        first.kill()
+        first.wait()
+    assert IMCSwAVClustering.load(checkpoint).n_iter_ >= 2  # the first run's checkpoint is intact
+
+
+def poison_after(epoch):
+    def callback(estimator, record):
+        if record["epoch"] == epoch:
+            with torch.no_grad():
+                estimator.model_.projection[0].weight.fill_(float("nan"))
+    return callback
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_state(tmp_path):
+    checkpoint = tmp_path / "run.cpt"
+    X = images()
+    est = IMCSwAVClustering(max_epochs=5, checkpoint_path=str(checkpoint), **KWARGS)
+    with pytest.raises(DivergenceError, match=r"epoch 3, step 1 of 6"):
+        est.fit(X, callbacks=[poison_after(2)])
+    good = IMCSwAVClustering(max_epochs=2, **KWARGS).fit(X)
+    assert est.n_iter_ == 2 and len(est.history_) == 2
+    for a, b in zip(est.model_.state_dict().values(), good.model_.state_dict().values()):
+        assert torch.equal(a, b)
+    assert np.isfinite(est.predict_proba(X)).all()
+    np.testing.assert_array_equal(est.labels_, good.labels_)
+    saved = IMCSwAVClustering.load(checkpoint)
+    assert saved.n_iter_ == 2 and all(torch.isfinite(v).all() for v in saved.model_.state_dict().values())
+
+
+def test_divergence_in_the_first_epoch_leaves_the_estimator_unfitted():
+    est = IMCSwAVClustering(max_epochs=2, learning_rate=1e30, warmup_updates=0, **{
+        k: v for k, v in KWARGS.items() if k != "warmup_updates"})
+    with pytest.raises(DivergenceError, match="epoch 1"):
+        est.fit(images())
+    assert not hasattr(est, "model_")
