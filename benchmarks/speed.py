@@ -19,8 +19,9 @@ d) how fit and predict time grow with the number of images, and step time with t
 
 Times are ``time.perf_counter`` wall-clock medians over repetitions that follow warm-up ones (on a GPU,
 after synchronising). Tasks that are compared with each other take turns within every repetition, so that
-changes in the load of a shared machine affect them alike; the 1-minute load average before and after
-every section is reported, since other processes on the cores distort every figure. Memory figures come from
+changes in the load of a shared machine affect them alike. The CPU time that other processes (and the
+hypervisor) took during every section is reported, since they distort every figure: the benchmark's many
+short multi-threaded operations slow down far more than in proportion when a core is taken away. Memory figures come from
 ``/proc/self/status`` (Linux).
 """
 
@@ -65,6 +66,8 @@ FALLBACK_SHAPES = ((50_000, 32, 32, 3), (10_000, 32, 32, 3))
 AUGMENT_SPEEDUP_TARGET = 5.0
 OUTSIDE_SHARE_TARGET = 0.10
 MEMORY_ALLOWANCE = 1.5e9
+#: share of the CPUs taken by other processes in a section above which the report warns
+CONTENTION_LIMIT = 0.05
 #: images the augmentation benchmark draws its batches from
 AUGMENT_POOL = 8192
 
@@ -259,6 +262,16 @@ def peak_rss() -> int:
     in a subprocess of a large benchmark process it reports the parent's size.
     """
     return proc_status("VmHWM")
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """Busy CPU seconds of the whole machine, hypervisor steal included (``/proc/stat``), and CPU seconds
+    of this process and its finished children."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _, _, irq, softirq, steal = ticks
+    own = os.times()
+    return ((user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"),
+            own.user + own.system + own.children_user + own.children_system)
 
 
 def reset_peak_rss() -> None:
@@ -501,11 +514,33 @@ def fit_in_subprocess(job: FitJob) -> dict:
     return {**asdict(job), **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
+def saved_activation_bytes(trainer: Trainer, batch: torch.Tensor) -> int:
+    """Bytes of the tensors that the networks' forward pass on one batch of views keeps for the backward
+    pass, parameters excluded."""
+    views = trainer.augment(batch, trainer.generator)
+    parameters = {parameter.untyped_storage().data_ptr() for parameter in trainer.model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast(trainer, batch.device):
+        trainer.model(views, batch.shape[0])
+    return sum(storages.values())
+
+
 def memory_benchmark(data: Data, settings: Settings) -> dict:
-    """Peak memory of fit on all training images with the benchmark network, stopped early (section c)."""
+    """Peak memory of fit on all training images with the benchmark network, stopped early, and what the
+    network needs for one step: activations kept for backward, and parameters (section c)."""
     job = FitJob(settings.data, len(data.train), settings.width, settings.batch_size, settings.device,
                  settings.memory_steps, predict=False)
-    return fit_in_subprocess(job)
+    trainer = build_trainer(data, settings, settings.n_prototypes)
+    parameter_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+    return {**fit_in_subprocess(job), "parameter_bytes": parameter_bytes,
+            "saved_activation_bytes": saved_activation_bytes(trainer, training_batch(data, settings))}
 
 
 # ---------------------------------------------------------------- d) scaling
@@ -549,14 +584,17 @@ def machine() -> dict:
 
 
 def verdict(met: bool) -> str:
+    """How a figure compares with its target."""
     return "met" if met else "NOT met"
 
 
 def mb(n_bytes: float) -> str:
+    """Bytes in (decimal) megabytes."""
     return f"{n_bytes / 1e6:,.0f} MB"
 
 
 def header(results: dict) -> list[str]:
+    """Machine, data, configuration, timing method and load of the run."""
     m, s = results["machine"], results["settings"]
     gpu = f", GPU {m['gpu']}" if s["device"].startswith("cuda") else ""
     return [
@@ -569,23 +607,24 @@ def header(results: dict) -> list[str]:
         f"- Configuration: ResNet-18 of width {s['width']}, {s['n_prototypes']} prototypes, cluster head "
         f"{s['head_hidden_dim']}, {N_CLUSTERS} clusters; 2 x 28x28 + 4 x 18x18 crops of 32x32 RGB images; "
         f"batch {s['batch_size']}.",
-        f"- Timing: wall-clock medians of {s['repeats']} repetitions after {s['warmup']} warm-up ones, "
-        "compared tasks taking turns within every repetition.",
-        load_line(results["load_average"], m["cores"]),
+        f"- Timing: wall-clock medians; a) and b) of {s['repeats']} repetitions after {s['warmup']} warm-up "
+        f"ones, predict of {s['predict_repeats']}, the prototype sweep of {s['sweep_repeats']} after 1; "
+        "compared tasks take turns within every repetition.",
+        contention_line(results["others_cpu_share"]),
         "",
     ]
 
 
-def load_line(loads: dict[str, tuple[float, float]], cores: int) -> str:
-    """The sections' load averages, with a warning when other processes competed for the cores."""
-    figures = ", ".join(f"{name} {before:.1f} -> {after:.1f}" for name, (before, after) in loads.items())
-    busy = max(max(pair) for pair in loads.values()) > cores + 1
+def contention_line(shares: dict[str, float]) -> str:
+    """The share of the CPUs other processes took in every section, with a warning when it is not small."""
+    figures = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+    busy = max(shares.values()) > CONTENTION_LIMIT
     warning = " **Other processes competed for the cores: the figures are unreliable.**" if busy else ""
-    return (f"- 1-minute load average before -> after each section (this benchmark alone keeps it near "
-            f"{cores}): {figures}.{warning}")
+    return f"- CPU capacity taken by other processes and hypervisor steal, per section: {figures}.{warning}"
 
 
 def augmentation_section(a: dict, batch: int) -> list[str]:
+    """Section a): both pipelines' throughput and their ratio."""
     rates = a["images_per_second"]
     return [
         "## a) Multi-crop augmentation (each image to 2 large + 4 small views)",
@@ -603,6 +642,7 @@ def augmentation_section(a: dict, batch: int) -> list[str]:
 
 
 def step_section(b: dict, batch: int) -> list[str]:
+    """Section b): step throughput, its breakdown and the share outside the networks."""
     seconds = b["median_seconds"]
     rows = [("augmentation (`MultiCropAugmenter`)", seconds["augment"]),
             ("networks' forward + backward (loss = sum of outputs)", seconds["forward_backward"]),
@@ -621,28 +661,30 @@ def step_section(b: dict, batch: int) -> list[str]:
         "",
         f"Share outside the networks' forward and backward: 1 - fwd+bwd / step = **{share:.1%}** "
         f"(CPU target <= {OUTSIDE_SHARE_TARGET:.0%}: {verdict(share <= OUTSIDE_SHARE_TARGET)}). The parts "
-        f"measured on their own (augmentation + objectives + Adam) add up to {b['outside_share_of_parts']:.1%} "
-        "of the step; the *rest* row, the difference, also carries the timing noise of the two large figures.",
+        f"timed on their own (augmentation + objectives + Adam) add up to {b['outside_share_of_parts']:.1%} "
+        "of the step; the *rest* row, a difference, also carries the timing noise of the two large figures.",
         "",
     ]
 
 
 def memory_row(record: dict, label: str) -> str:
-    """One row of the memory table: RSS after imports and before fit, peaks, and the target."""
+    """One row of the memory table: RSS after imports and before fit, what fit adds, peaks, and the target."""
     limit = record["data_bytes"] + MEMORY_ALLOWANCE
     peak = max(record["peak_rss_fit"], record["peak_rss_loading"])
     cuda = mb(record["cuda_max_allocated"]) if "cuda_max_allocated" in record else "-"
     return (f"| {label} | {mb(record['rss_after_imports'])} | {mb(record['rss_before_fit'])} | "
-            f"{mb(record['peak_rss_fit'])} | {mb(peak)} | {cuda} | {mb(limit)}: {verdict(peak <= limit)} |")
+            f"{mb(record['peak_rss_fit'] - record['rss_before_fit'])} | {mb(record['peak_rss_fit'])} | "
+            f"{mb(peak)} | {cuda} | {mb(limit)}: {verdict(peak <= limit)} |")
 
 
 def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list[str]:
+    """Section c): predict throughput and the memory table."""
     rates = c["images_per_second"]
     rows = [memory_row(memory, f"width {memory['width']}, batch {memory['batch_size']}, stopped after "
                                f"{memory['max_steps']} steps")]
     if full_fit is not None:
-        rows.append(memory_row(full_fit, f"width {full_fit['width']}, batch {full_fit['batch_size']}, the whole "
-                                         "epoch and the final labelling"))
+        rows.append(memory_row(full_fit, f"width {full_fit['width']}, batch {full_fit['batch_size']}, "
+                                         "the whole epoch and the final labelling"))
     return [
         "## c) Predict and memory",
         "",
@@ -656,38 +698,58 @@ def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list
         "reset (`/proc/self/clear_refs`) just before `fit`; *process peak*: the larger of that and the peak "
         "of imports and loading. A `Trainer.step` wrapper that raises an exception stops the first fit early.",
         "",
-        "| fit | RSS after imports | RSS before fit | fit peak RSS | process peak RSS | CUDA max allocated "
-        "| target (data + 1.5 GB) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| fit | RSS after imports | RSS before fit | added by fit | fit peak RSS | process peak RSS "
+        "| CUDA max allocated | target (data + 1.5 GB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
         *rows,
+        "",
+        f"For one step, the width-{memory['width']} network keeps {mb(memory['saved_activation_bytes'])} of "
+        f"activations for the backward pass (batch {memory['batch_size']}, 6 views, parameters excluded); its "
+        f"parameters take {mb(memory['parameter_bytes'])}, as much again for their gradients and twice as much "
+        "for Adam's moments.",
         "",
     ]
 
 
+def growth(xs: Sequence[float], ys: Sequence[float]) -> str:
+    """Whether the marginal cost of ``ys`` over ``xs`` rises (super-linear growth) or stays level."""
+    slopes = marginal_costs(xs, ys)
+    if len(slopes) < 2:
+        return "one interval only"
+    ratio = slopes[-1] / slopes[0] if slopes[0] > 0 else float("inf")
+    kind = "super-linear" if ratio > SUPERLINEAR_RATIO else "linear within the noise"
+    return f"last marginal cost / first = {ratio:.2f}: {kind}"
+
+
 def size_section(records: list[dict], settings: dict) -> list[str]:
+    """Section d), first part: fit and predict against the number of images."""
     sizes = [r["n_images"] for r in records]
-    fits = [r["fit_seconds"] for r in records]
-    marginal = marginal_costs(sizes, fits)
+    marginal = marginal_costs(sizes, [r["fit_seconds"] for r in records])
     lines = [
         f"## d) Scaling with the number of images (one epoch, ResNet-18 of width {settings['tiny_width']}, "
         f"batch {settings['batch_size']}, other parameters the defaults)",
         "",
-        "`fit` includes data preparation, the epoch, BatchNorm re-estimation and labelling the training images; "
-        "`predict` labels the same images again. Each point is one fresh subprocess.",
+        "`fit` is data preparation, the epoch, BatchNorm re-estimation (at most 50 batches) and labelling the "
+        "training images; `predict` labels the same images again. Each point is one fresh subprocess.",
         "",
-        "| images | steps | fit s | epoch s | fit s per 1k images (marginal) | predict s | predict images/s "
-        "| fit peak RSS |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| images | steps | fit s | marginal fit s per 1k images | epoch s | epoch ms per image | predict s "
+        "| predict images/s | fit peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for index, r in enumerate(records):
+        steps = r["n_images"] // r["batch_size"]
         slope = f"{marginal[index - 1] * 1e3:.2f}" if index else "-"
-        lines.append(f"| {r['n_images']:,} | {r['n_images'] // r['batch_size']} | {r['fit_seconds']:.1f} | "
-                     f"{r['epoch_seconds']:.1f} | {slope} | {r['predict_seconds']:.2f} | "
-                     f"{r['n_images'] / r['predict_seconds']:,.0f} | {mb(r['peak_rss_fit'])} |")
-    return lines + [""]
+        lines.append(f"| {r['n_images']:,} | {steps} | {r['fit_seconds']:.1f} | {slope} | "
+                     f"{r['epoch_seconds']:.1f} | {r['epoch_seconds'] * 1e3 / (steps * r['batch_size']):.2f} | "
+                     f"{r['predict_seconds']:.2f} | {r['n_images'] / r['predict_seconds']:,.0f} | "
+                     f"{mb(r['peak_rss_fit'])} |")
+    fits = growth(sizes, [r["fit_seconds"] for r in records])
+    predicts = growth(sizes, [r["predict_seconds"] for r in records])
+    return lines + ["", f"Growth with N: fit {fits}; predict {predicts}.", ""]
 
 
 def prototype_section(records: list[dict], batch: int) -> list[str]:
+    """Section d), second part: step and objective times against the number of prototypes."""
     counts = [r["n_prototypes"] for r in records]
     steps = [r["median_seconds"]["step"] for r in records]
     objectives = [r["median_seconds"]["objectives"] for r in records]
@@ -695,7 +757,8 @@ def prototype_section(records: list[dict], batch: int) -> list[str]:
     lines = [
         f"## d) Scaling with the number of prototypes K' (benchmark network, batch {batch})",
         "",
-        "| K' | step ms | images/s | objectives ms | marginal step ms per 1k K' | marginal objectives ms per 1k K' |",
+        "| K' | step ms | images/s | objectives ms | marginal step ms per 1k K' "
+        "| marginal objectives ms per 1k K' |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for index, count in enumerate(counts):
@@ -703,31 +766,34 @@ def prototype_section(records: list[dict], batch: int) -> list[str]:
                   else "- | -")
         lines.append(f"| {count:,} | {steps[index] * 1e3:,.0f} | {batch / steps[index]:,.1f} | "
                      f"{objectives[index] * 1e3:,.1f} | {slopes} |")
-    return lines + [""]
+    return lines + ["", f"Growth with K': step {growth(counts, steps)}; objectives "
+                        f"{growth(counts, objectives)}.", ""]
 
+
+#: a last marginal cost above this multiple of the first is reported as super-linear growth
+SUPERLINEAR_RATIO = 1.25
 
 SCALING_NOTES = [
-    "Notes on growth. Every cost of a step is linear in K': the prototype layer (6B x 128 x K'), the "
-    "softmaxes over K' for the 6 views, Sinkhorn-Knopp (O(B K') per iteration, 3 iterations for each of the 2 "
-    "large views), the Adam update of the 128 x K' prototypes, and the mutual-information loss, whose joint "
-    "matrix is K x K' for each of the 36 (head view, prototype view) pairs (K x B x K' for its product). Nothing "
-    "is quadratic in K' or in the batch; the 36 pairs are quadratic only in the number of views. A fit is one "
-    "pass over the data plus a fixed cost (model construction, pixel statistics, at most 50 batches of "
-    "BatchNorm re-estimation), so fit and predict time should grow linearly with N: marginal costs that stay "
-    "level show linear growth, rising ones a super-linear part.",
+    "What to expect. Every cost of a step is linear in K': the prototype layer (6B x 128 x K'), the "
+    "softmaxes over K' of the 6 views, Sinkhorn-Knopp (O(B K') per iteration, 3 iterations for each of the 2 "
+    "large views), Adam on the 128 x K' prototypes, and the mutual-information loss, whose joint matrix is "
+    "K x K' for each of the 36 (head view, prototype view) pairs (a K x B x K' product each). Nothing is "
+    "quadratic in K' or in the batch; the 36 pairs are quadratic only in the number of views. A fit is one "
+    "pass over the data plus a fixed cost (model construction, pixel statistics, BatchNorm re-estimation, "
+    "which grows with N until there are 50 batches), so fit and predict time should grow linearly with N.",
     "",
 ]
 
 
 def report(results: dict) -> str:
     """The markdown report of ``results``."""
-    settings = results["settings"]
+    settings, batch = results["settings"], results["settings"]["batch_size"]
     sweep = results["size_sweep"]
     full_fit = next((r for r in sweep if r["n_images"] == results["memory"]["n_images"]), None)
-    lines = (header(results) + augmentation_section(results["augmentation"], settings["batch_size"])
-             + step_section(results["step"], settings["batch_size"])
+    lines = (header(results) + augmentation_section(results["augmentation"], batch)
+             + step_section(results["step"], batch)
              + predict_memory_section(results["predict"], results["memory"], full_fit)
-             + size_section(sweep, settings) + prototype_section(results["prototype_sweep"], settings["batch_size"])
+             + size_section(sweep, settings) + prototype_section(results["prototype_sweep"], batch)
              + SCALING_NOTES + [f"Total benchmark time: {results['total_seconds'] / 60:.1f} min."])
     return "\n".join(lines) + "\n"
 
@@ -767,14 +833,16 @@ SECTIONS = {"augmentation": augmentation_benchmark, "step": step_benchmark, "pre
 def benchmark(settings: Settings) -> dict:
     """Every section's measurements, with the machine and the settings."""
     start = time.perf_counter()
-    results = {"machine": machine(), "settings": asdict(settings), "load_average": {}}
+    results = {"machine": machine(), "settings": asdict(settings), "others_cpu_share": {}}
     data = load_data(settings.data)
     results["data_source"] = data.source
     for name, section in SECTIONS.items():
-        section_start, load_before = time.perf_counter(), os.getloadavg()[0]
+        section_start, cpu_before = time.perf_counter(), cpu_seconds()
         results[name] = section(data, settings)
-        results["load_average"][name] = (load_before, os.getloadavg()[0])
-        print(f"[{name}: {time.perf_counter() - section_start:.0f} s]", file=sys.stderr, flush=True)
+        seconds = time.perf_counter() - section_start
+        others = (cpu_seconds()[0] - cpu_before[0]) - (cpu_seconds()[1] - cpu_before[1])
+        results["others_cpu_share"][name] = max(0.0, others / (seconds * (os.cpu_count() or 1)))
+        print(f"[{name}: {seconds:.0f} s]", file=sys.stderr, flush=True)
     results["total_seconds"] = time.perf_counter() - start
     return results
 
@@ -785,13 +853,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(run_fit_job(FitJob(**json.loads(fit_job)))))
         return
     results = benchmark(settings)
-    text = report(results)
-    print(text)
     if output is not None:
         stem = Path(output)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".md").write_text(text)
         stem.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    text = report(results)
+    print(text)
+    if output is not None:
+        stem.with_suffix(".md").write_text(text)
 
 
 if __name__ == "__main__":
