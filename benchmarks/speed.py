@@ -13,16 +13,16 @@ c) ``IMCSwAVClustering.predict`` throughput, and the peak memory of ``fit`` on t
    measured in fresh subprocesses;
 d) how fit and predict time grow with the number of images, and step time with the number of prototypes.
 
-    python benchmarks/speed.py                                      # about 10 minutes on a 2-core CPU
+    python benchmarks/speed.py                                      # about 6 minutes on a 2-core CPU
     python benchmarks/speed.py --quick                              # smoke run, under 2 minutes
     python benchmarks/speed.py --output benchmarks/results/speed_cpu  # also writes .md and .json
 
 Times are ``time.perf_counter`` wall-clock medians over repetitions that follow warm-up ones (on a GPU,
 after synchronising). Tasks that are compared with each other take turns within every repetition, so that
 changes in the load of a shared machine affect them alike. The CPU time that other processes (and the
-hypervisor) took during every section is reported, since they distort every figure: the benchmark's many
-short multi-threaded operations slow down far more than in proportion when a core is taken away. Memory figures come from
-``/proc/self/status`` (Linux).
+hypervisor) took during every section is reported, since they distort every figure: the many short
+multi-threaded operations slow down far more than in proportion when a core is taken away. Memory figures
+come from ``/proc/self/status`` (Linux).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ CONTENTION_LIMIT = 0.05
 AUGMENT_POOL = 8192
 
 #: run sizes of the default run and of ``--quick``
-FULL_RUN = {"warmup": 2, "repeats": 7, "sweep_repeats": 3, "augment_batches": 10, "torchvision_images": 2560,
+FULL_RUN = {"warmup": 2, "repeats": 7, "sweep_repeats": 3, "augment_batches": 20, "torchvision_images": 2560,
             "predict_fit_batches": 4, "predict_images": 1024, "predict_repeats": 3, "memory_steps": 5,
             "sizes": (1000, 5000, 20000, 50000), "prototypes": (100, 1000, 3000, 10000)}
 QUICK_RUN = {"warmup": 1, "repeats": 3, "sweep_repeats": 1, "augment_batches": 4, "torchvision_images": 640,
@@ -161,8 +161,9 @@ class FitJob:
         The estimator's device.
     max_steps : int or None
         Stop ``fit`` after this many training steps; None runs one whole epoch.
-    predict : bool
-        Whether to time ``predict`` on the same images after the fit.
+    predict_repeats : int
+        How many times to time ``predict`` on the same images after the fit (the median is kept); 0 for
+        none.
     """
 
     data: str
@@ -171,7 +172,7 @@ class FitJob:
     batch_size: int
     device: str
     max_steps: int | None
-    predict: bool
+    predict_repeats: int
 
 
 class StopFit(Exception):
@@ -387,7 +388,8 @@ def leaf_outputs(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -
     return [[part.float().requires_grad_() for part in parts] for parts in outputs]
 
 
-def objective_backward(config: TrainingConfig, scores: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
+def objective_backward(config: TrainingConfig, scores: list[torch.Tensor],
+                       logits: list[torch.Tensor]) -> None:
     """The objectives' forward and backward (Sinkhorn, SwAV, mutual information, penalty) alone."""
     for leaf in scores + logits:
         leaf.grad = None
@@ -441,9 +443,10 @@ def plain_forward(estimator: IMCSwAVClustering, images: torch.Tensor) -> None:
 def predict_benchmark(data: Data, settings: Settings) -> dict:
     """Predict throughput of a briefly fitted estimator of the benchmark configuration (section c)."""
     fit_images = data.train[:settings.predict_fit_batches * settings.batch_size]
-    estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=settings.width, n_prototypes=settings.n_prototypes,
-                                  head_hidden_dim=settings.head_hidden_dim, batch_size=settings.batch_size,
-                                  max_epochs=1, device=settings.device, random_state=0)
+    network = {"backbone_width": settings.width, "n_prototypes": settings.n_prototypes,
+               "head_hidden_dim": settings.head_hidden_dim}
+    estimator = IMCSwAVClustering(N_CLUSTERS, **network, batch_size=settings.batch_size, max_epochs=1,
+                                  device=settings.device, random_state=0)
     start = time.perf_counter()
     estimator.fit(fit_images)
     fit_seconds = time.perf_counter() - start
@@ -483,8 +486,8 @@ def run_fit_job(job: FitJob) -> dict:
     record["rss_before_fit"] = proc_status("VmRSS")
     if job.max_steps is not None:
         stop_fit_after(job.max_steps)
-    estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=job.width, batch_size=job.batch_size, max_epochs=1,
-                                  device=job.device, random_state=0)
+    estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=job.width, batch_size=job.batch_size,
+                                  max_epochs=1, device=job.device, random_state=0)
     if job.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
@@ -498,10 +501,10 @@ def run_fit_job(job: FitJob) -> dict:
         record["cuda_max_allocated"] = torch.cuda.max_memory_allocated()
     if hasattr(estimator, "history_"):
         record["epoch_seconds"] = estimator.history_[0]["seconds"]
-    if job.predict:
-        start = time.perf_counter()
-        estimator.predict(images)
-        record["predict_seconds"] = time.perf_counter() - start
+    if job.predict_repeats:
+        times = interleaved_times({"predict": lambda: estimator.predict(images)}, torch.device(job.device), 0,
+                                  job.predict_repeats)
+        record["predict_seconds"] = medians(times)["predict"]
     return record
 
 
@@ -527,8 +530,9 @@ def saved_activation_bytes(trainer: Trainer, batch: torch.Tensor) -> int:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast(trainer, batch.device):
-        trainer.model(views, batch.shape[0])
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        with autocast(trainer, batch.device):
+            trainer.model(views, batch.shape[0])
     return sum(storages.values())
 
 
@@ -536,7 +540,7 @@ def memory_benchmark(data: Data, settings: Settings) -> dict:
     """Peak memory of fit on all training images with the benchmark network, stopped early, and what the
     network needs for one step: activations kept for backward, and parameters (section c)."""
     job = FitJob(settings.data, len(data.train), settings.width, settings.batch_size, settings.device,
-                 settings.memory_steps, predict=False)
+                 settings.memory_steps, predict_repeats=0)
     trainer = build_trainer(data, settings, settings.n_prototypes)
     parameter_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     return {**fit_in_subprocess(job), "parameter_bytes": parameter_bytes,
@@ -550,7 +554,7 @@ def size_sweep(data: Data, settings: Settings) -> list[dict]:
     """One-epoch fit and predict of a tiny network on growing numbers of images, each in a subprocess."""
     sizes = [size for size in settings.sizes if size <= len(data.train)]
     return [fit_in_subprocess(FitJob(settings.data, size, settings.tiny_width, settings.batch_size,
-                                     settings.device, None, predict=True)) for size in sizes]
+                                     settings.device, None, settings.predict_repeats)) for size in sizes]
 
 
 def prototype_sweep(data: Data, settings: Settings) -> list[dict]:
@@ -578,7 +582,8 @@ def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or platform.machine())
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
@@ -696,7 +701,8 @@ def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list
         "each fit in a fresh subprocess that imports, loads the data set, keeps a copy of the training "
         "images and frees the rest, then fits. *Fit peak*: the resident high-water mark (VmHWM) since it was "
         "reset (`/proc/self/clear_refs`) just before `fit`; *process peak*: the larger of that and the peak "
-        "of imports and loading. A `Trainer.step` wrapper that raises an exception stops the first fit early.",
+        "of imports and loading. A `Trainer.step` wrapper that raises an exception stops the first fit "
+        "early.",
         "",
         "| fit | RSS after imports | RSS before fit | added by fit | fit peak RSS | process peak RSS "
         "| CUDA max allocated | target (data + 1.5 GB) |",
@@ -704,9 +710,9 @@ def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list
         *rows,
         "",
         f"For one step, the width-{memory['width']} network keeps {mb(memory['saved_activation_bytes'])} of "
-        f"activations for the backward pass (batch {memory['batch_size']}, 6 views, parameters excluded); its "
-        f"parameters take {mb(memory['parameter_bytes'])}, as much again for their gradients and twice as much "
-        "for Adam's moments.",
+        f"activations for the backward pass (batch {memory['batch_size']}, 6 views, parameters excluded); "
+        f"its parameters take {mb(memory['parameter_bytes'])}, as much again for their gradients and twice "
+        "as much for Adam's moments.",
         "",
     ]
 
@@ -716,7 +722,9 @@ def growth(xs: Sequence[float], ys: Sequence[float]) -> str:
     slopes = marginal_costs(xs, ys)
     if len(slopes) < 2:
         return "one interval only"
-    ratio = slopes[-1] / slopes[0] if slopes[0] > 0 else float("inf")
+    if min(slopes) <= 0:
+        return "no growth above the timing noise"
+    ratio = slopes[-1] / slopes[0]
     kind = "super-linear" if ratio > SUPERLINEAR_RATIO else "linear within the noise"
     return f"last marginal cost / first = {ratio:.2f}: {kind}"
 
@@ -729,8 +737,9 @@ def size_section(records: list[dict], settings: dict) -> list[str]:
         f"## d) Scaling with the number of images (one epoch, ResNet-18 of width {settings['tiny_width']}, "
         f"batch {settings['batch_size']}, other parameters the defaults)",
         "",
-        "`fit` is data preparation, the epoch, BatchNorm re-estimation (at most 50 batches) and labelling the "
-        "training images; `predict` labels the same images again. Each point is one fresh subprocess.",
+        "`fit` is data preparation, the epoch, BatchNorm re-estimation (at most 50 batches) and labelling "
+        "the training images; `predict` labels the same images again (the median of "
+        f"{settings['predict_repeats']}). Each point is one fresh subprocess.",
         "",
         "| images | steps | fit s | marginal fit s per 1k images | epoch s | epoch ms per image | predict s "
         "| predict images/s | fit peak RSS |",
@@ -738,9 +747,10 @@ def size_section(records: list[dict], settings: dict) -> list[str]:
     ]
     for index, r in enumerate(records):
         steps = r["n_images"] // r["batch_size"]
+        per_image = r["epoch_seconds"] / (steps * r["batch_size"])
         slope = f"{marginal[index - 1] * 1e3:.2f}" if index else "-"
         lines.append(f"| {r['n_images']:,} | {steps} | {r['fit_seconds']:.1f} | {slope} | "
-                     f"{r['epoch_seconds']:.1f} | {r['epoch_seconds'] * 1e3 / (steps * r['batch_size']):.2f} | "
+                     f"{r['epoch_seconds']:.1f} | {per_image * 1e3:.2f} | "
                      f"{r['predict_seconds']:.2f} | {r['n_images'] / r['predict_seconds']:,.0f} | "
                      f"{mb(r['peak_rss_fit'])} |")
     fits = growth(sizes, [r["fit_seconds"] for r in records])
@@ -803,7 +813,8 @@ def report(results: dict) -> str:
 
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str | None, str | None]:
     """The run's settings, the ``--output`` stem and the (internal) ``--fit-job`` from the command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/cifar10", help="CIFAR-10 ImageFolder tree (train/, test/)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, default=64)
@@ -840,7 +851,8 @@ def benchmark(settings: Settings) -> dict:
         section_start, cpu_before = time.perf_counter(), cpu_seconds()
         results[name] = section(data, settings)
         seconds = time.perf_counter() - section_start
-        others = (cpu_seconds()[0] - cpu_before[0]) - (cpu_seconds()[1] - cpu_before[1])
+        cpu_after = cpu_seconds()
+        others = (cpu_after[0] - cpu_before[0]) - (cpu_after[1] - cpu_before[1])
         results["others_cpu_share"][name] = max(0.0, others / (seconds * (os.cpu_count() or 1)))
         print(f"[{name}: {seconds:.0f} s]", file=sys.stderr, flush=True)
     results["total_seconds"] = time.perf_counter() - start
