@@ -593,7 +593,6 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
                     self._rollback(trainer, good)
                     self._finish(values, trainer)
                     raise
-                record["images_per_second"] = steps * min(self.batch_size, n_samples) / record["seconds"]
                 if evaluation is not None:
                     self._recalibrate(values, trainer.generator)
                     record.update(self._evaluate(*evaluation))
@@ -899,11 +898,15 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         try:
             for name, value in payload["fitted"].items():
                 setattr(self, name, _from_plain(name, value))
-            self.model_ = self._build_model(self.input_shape_, len(self.input_shape_) == 3, seed=0)
-            self.model_.load_state_dict(payload["model"])
+            self._rebuild_model(payload["model"])
             self.training_state_ = payload["training"]
         except (KeyError, RuntimeError, TypeError, ValueError) as error:
             raise CheckpointError(f"{source} does not match the architecture of its parameters: {error}") from None
+
+    def _rebuild_model(self, weights: dict) -> None:
+        """``model_`` from saved weights, on the device this machine gives the ``device`` parameter."""
+        self.model_ = self._build_model(self.input_shape_, len(self.input_shape_) == 3, seed=0)
+        self.model_.load_state_dict(weights)
         self.device_ = self._load_device()
         self.model_.to(self.device_)
 
@@ -925,10 +928,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         weights = state.get("model_")
         super().__setstate__(state)
         if isinstance(weights, dict):
-            self.model_ = self._build_model(self.input_shape_, len(self.input_shape_) == 3, seed=0)
-            self.model_.load_state_dict(weights)
-            self.device_ = self._load_device()
-            self.model_.to(self.device_)
+            self._rebuild_model(weights)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

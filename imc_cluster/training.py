@@ -176,8 +176,10 @@ class Trainer:
                                   f"step {int(first_bad) + 1} of {len(index_batches)}.")
         self.epoch += 1
         record = dict(zip(LOSS_TERMS, (totals / len(index_batches)).tolist()))
-        record.update(epoch=self.epoch, lr=self.learning_rate(), seconds=time.perf_counter() - start,
-                      updates=self.updates)
+        seconds = time.perf_counter() - start
+        images = len(index_batches) * index_batches[0].numel()
+        record.update(epoch=self.epoch, lr=self.learning_rate(), seconds=seconds, updates=self.updates,
+                      images_per_second=images / seconds)
         return record
 
     def state_dict(self) -> dict:
