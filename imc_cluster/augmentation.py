@@ -158,10 +158,10 @@ class MultiCropAugmenter:
         _check_images(images, len(self.mean))
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}.")
-        if generator.device != images.device:
+        if not _same_device(generator.device, images.device):
             raise ValueError(f"The generator is on {generator.device} but the images are on {images.device}.")
         with torch.no_grad():
-            source = images.to(torch.float32).div_(255.0)
+            source = images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
             return [self._views(source, group, generator) for group in self.groups]
 
     def _views(self, source: torch.Tensor, group: CropGroup, generator: torch.Generator) -> torch.Tensor:
@@ -455,10 +455,22 @@ def _central_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[f
 
 
 def _normalize_(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Normalise float images in place, channel by channel, with host-side constants."""
-    for channel, (center, spread) in enumerate(zip(mean, std)):
-        images[:, channel].sub_(center).div_(spread)
-    return images
+    """Normalise float images in place with host-side constants: one pass with the channels' scale and
+    offset when they are all equal (grey images), else two broadcast operations."""
+    if len(set(mean)) == 1 and len(set(std)) == 1:
+        return images.sub_(mean[0]).div_(std[0])
+    shape = (1, len(mean), 1, 1)
+    center = torch.tensor(mean, dtype=images.dtype).view(shape).to(images.device, non_blocking=True)
+    spread = torch.tensor(std, dtype=images.dtype).view(shape).to(images.device, non_blocking=True)
+    return images.sub_(center).div_(spread)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether ``a`` and ``b`` are one device ("cuda" without an index is the current CUDA device)."""
+    def index(device: torch.device) -> int | None:
+        return torch.cuda.current_device() if device.type == "cuda" and device.index is None else device.index
+
+    return a.type == b.type and index(a) == index(b)
 
 
 def _is_int(value) -> bool:

@@ -7,6 +7,7 @@ levels over their pixel range, torch Datasets decoded once. Plain feature vector
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from sklearn.utils.validation import check_array
 
 __all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
-           "pixel_range", "to_uint8", "place", "batches"]
+           "pixel_range", "to_uint8", "as_tensor", "place", "batches"]
 
 _VALID_CHANNELS = (1, 3)
 
@@ -26,7 +27,8 @@ class PreparedData:
     Attributes
     ----------
     values : Tensor
-        ``uint8 (N, C, H, W)`` images or ``float32 (N, F)`` vectors, on the CPU.
+        ``uint8 (N, C, H, W)`` images (possibly a channels-last view of the caller's array) or
+        ``float32 (N, F)`` vectors, on the CPU. Never written to.
     is_image : bool
         Whether ``values`` holds images.
     """
@@ -114,6 +116,20 @@ def to_uint8(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     low, high = value_range
     scaled = (np.asarray(array, dtype=np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    """A tensor over the memory of ``images``, without a copy where the strides allow it.
+
+    Channels-last ``(N, H, W, C)`` input, seen as ``(N, C, H, W)`` through a transposed view, stays a
+    channels-last view: preparing a data set never doubles its memory. Only negative or unaligned strides
+    are copied. The tensor is only ever read, so read-only arrays (memory maps) are shared too.
+    """
+    if any(stride < 0 or stride % images.itemsize for stride in images.strides):
+        images = np.ascontiguousarray(images)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(images)
 
 
 def images_from_array(array: np.ndarray, image_shape) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 __all__ = ["RESNET_LAYOUTS", "ResNetEncoder", "MLPEncoder", "IMCSwAVNet"]
@@ -53,6 +54,13 @@ class ResNetEncoder(nn.Module):
         Channels of the stem and first stage; the stages have ``width * (1, 2, 4, 8)`` planes.
     stem_pool : bool, default=False
         Whether a 2x2 max-pool follows the stem (used for 64x64 and 96x96 images).
+
+    Attributes
+    ----------
+    checkpointing : bool
+        When set, training forward passes keep only every residual block's input and recompute the
+        block during the backward pass (activation checkpointing): far less memory for about one more
+        forward pass. BatchNorm running statistics then see every training batch twice.
     """
 
     def __init__(self, depth: str, in_channels: int, width: int = 64, stem_pool: bool = False) -> None:
@@ -70,6 +78,7 @@ class ResNetEncoder(nn.Module):
             in_planes = width * 2**i * block.expansion
         self.stages = nn.Sequential(*stages)
         self.out_features = in_planes
+        self.checkpointing = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -82,7 +91,14 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images (B, C, H, W) to features (B, out_features)."""
-        return torch.flatten(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1)
+        x = self.stem(x)
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            for block in self.stages.children():
+                for residual in block.children():
+                    x = checkpoint(residual, x, use_reentrant=False)
+        else:
+            x = self.stages(x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
 class MLPEncoder(nn.Module):

@@ -61,11 +61,20 @@ def _global_batch_size(local: int, device: torch.device, group) -> int:
 
 
 def _logsumexp_over_batch(log_q: torch.Tensor, group) -> torch.Tensor:
-    """``log sum_b exp(log_q[b, k])`` over the (global) batch, for every prototype ``k``."""
-    peak = log_q.amax(dim=0, keepdim=True)
+    """``log sum_b exp(log_q[..., b, k])`` over the (global) batch axis -2, for every prototype ``k``."""
+    peak = log_q.amax(dim=-2, keepdim=True)
     peak = _all_reduce(peak, group, dist.ReduceOp.MAX if _distributed(group) else None)
-    total = _all_reduce((log_q - peak).exp().sum(dim=0, keepdim=True), group)
-    return peak + total.log()
+    total = _all_reduce((log_q - peak).exp_().sum(dim=-2, keepdim=True), group)
+    return peak + total.log_()
+
+
+def _stacked(views: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    """Per-view outputs as one ``(n_views, batch, n)`` tensor (a 3-D tensor is taken as it is)."""
+    if isinstance(views, torch.Tensor):
+        if views.dim() != 3:
+            raise ValueError(f"Expected a (n_views, batch, n) tensor, got shape {tuple(views.shape)}.")
+        return views
+    return torch.stack(list(views))
 
 
 @torch.no_grad()
@@ -74,8 +83,9 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, n_iterations: int = 3,
 
     Parameters
     ----------
-    scores : Tensor of shape (batch, n_prototypes)
-        Prototype scores ``u`` of one view (cosine similarities).
+    scores : Tensor of shape (batch, n_prototypes) or (n_views, batch, n_prototypes)
+        Prototype scores ``u`` of one view (cosine similarities), or of several views, each normalised on
+        its own.
     epsilon : float, default=0.05
         Entropic regularisation: the codes are built from ``exp(u / epsilon)``.
     n_iterations : int, default=3
@@ -85,23 +95,23 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, n_iterations: int = 3,
 
     Returns
     -------
-    codes : Tensor of shape (batch, n_prototypes), float32
+    codes : Tensor shaped like ``scores``, float32
         Each row sums to 1; each column sums to about ``global_batch / n_prototypes``
         (exactly so in the limit of many iterations).
     """
     log_q = scores.detach().float() / epsilon
-    n_prototypes = log_q.shape[1]
-    batch = _global_batch_size(log_q.shape[0], log_q.device, group)
+    n_prototypes = log_q.shape[-1]
+    batch = _global_batch_size(log_q.shape[-2], log_q.device, group)
     for _ in range(n_iterations):
         # every prototype receives 1/K' of the mass ...
-        log_q = log_q - _logsumexp_over_batch(log_q, group) - math.log(n_prototypes)
+        log_q = log_q.sub_(_logsumexp_over_batch(log_q, group)).sub_(math.log(n_prototypes))
         # ... and every sample 1/B of it
-        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(batch)
-    return (log_q + math.log(batch)).exp()
+        log_q = log_q.sub_(torch.logsumexp(log_q, dim=-1, keepdim=True)).sub_(math.log(batch))
+    return log_q.add_(math.log(batch)).exp_()
 
 
 def swav_loss(
-    scores: Sequence[torch.Tensor],
+    scores: Sequence[torch.Tensor] | torch.Tensor,
     n_large: int = 2,
     temperature: float = 0.1,
     epsilon: float = 0.05,
@@ -110,9 +120,12 @@ def swav_loss(
 ) -> torch.Tensor:
     """Swapped-prediction loss: codes of each large view predicted from every other view.
 
+    All views are handled at once: one batched Sinkhorn-Knopp for the large views and one matrix product
+    for every (target, prediction) pair, so that the number of device kernels does not grow with the views.
+
     Parameters
     ----------
-    scores : sequence of Tensor of shape (batch, n_prototypes)
+    scores : sequence of Tensor of shape (batch, n_prototypes), or Tensor (n_views, batch, n_prototypes)
         Prototype scores of every view, the ``n_large`` large views first.
     n_large : int, default=2
         Number of leading views whose Sinkhorn codes serve as targets.
@@ -128,33 +141,23 @@ def swav_loss(
     loss : Tensor (scalar), float32
         Mean cross-entropy over the ``n_large * (n_views - 1)`` (target, prediction) pairs.
     """
-    if len(scores) < 2 or not 1 <= n_large <= len(scores):
+    n_views = len(scores)
+    if n_views < 2 or not 1 <= n_large <= n_views:
         raise ValueError(f"swav_loss needs at least 2 views and 1 <= n_large <= n_views, "
-                         f"got {len(scores)} views and n_large={n_large}.")
-    log_probs = [F.log_softmax(s.float() / temperature, dim=1) for s in scores]
-    terms = []
-    for i in range(n_large):
-        codes = sinkhorn(scores[i], epsilon, n_iterations, group)
-        terms += [-(codes * log_probs[v]).sum(dim=1).mean() for v in range(len(scores)) if v != i]
-    return torch.stack(terms).mean()
-
-
-def _mutual_information_term(head_probs: torch.Tensor, target_probs: torch.Tensor,
-                             marginal_weight: float, group) -> torch.Tensor:
-    """``H(Y|U) - b H(Y)`` of one (head view, target view) pair; ``head_probs`` rows may be weighted."""
-    joint = head_probs.t() @ target_probs  # (K, K'), summed over the batch
-    if _distributed(group):
-        joint = _DifferentiableSum.apply(joint, group)
-    joint = joint / joint.sum().clamp_min(_EPS)  # all-zero weights give a zero term, not NaN
-    p_y = joint.sum(dim=1, keepdim=True)
-    p_u = joint.sum(dim=0, keepdim=True)
-    log_joint, log_p_y, log_p_u = (t.clamp_min(_EPS).log() for t in (joint, p_y, p_u))  # 0 log 0 = 0
-    return (joint * (log_p_u - log_joint)).sum() + marginal_weight * (joint * log_p_y).sum()
+                         f"got {n_views} views and n_large={n_large}.")
+    scores = _stacked(scores)
+    batch = scores.shape[1]
+    log_probs = F.log_softmax(scores.float() / temperature, dim=-1)
+    codes = sinkhorn(scores[:n_large], epsilon, n_iterations, group)
+    # cross_entropy[i, v] = -mean_b sum_k codes[i, b, k] log_probs[v, b, k]
+    cross_entropy = codes.flatten(1) @ log_probs.flatten(1).t()
+    other_views = 1.0 - torch.eye(n_large, n_views, device=scores.device)
+    return -(cross_entropy * other_views).sum() / (batch * n_large * (n_views - 1))
 
 
 def mutual_information_loss(
-    head_logits: Sequence[torch.Tensor],
-    scores: Sequence[torch.Tensor],
+    head_logits: Sequence[torch.Tensor] | torch.Tensor,
+    scores: Sequence[torch.Tensor] | torch.Tensor,
     temperature: float = 0.1,
     marginal_weight: float = 4.0,
     weights: torch.Tensor | None = None,
@@ -165,13 +168,14 @@ def mutual_information_loss(
     For every head view ``j`` and every prototype view ``v`` the joint distribution
     ``P = softmax(y_j)^T softmax(u_v / tau)`` (normalised to sum 1) gives the term
     ``H(Y|U) - b H(Y) = sum P log(P_u / P) + b sum P log P_y``. Minimising it makes the cluster a function
-    of the prototype assignment while keeping the clusters balanced.
+    of the prototype assignment while keeping the clusters balanced. The joint distributions of all
+    pairs come from one matrix product.
 
     Parameters
     ----------
-    head_logits : sequence of Tensor of shape (batch, n_clusters)
+    head_logits : sequence of Tensor of shape (batch, n_clusters), or Tensor (n_views, batch, n_clusters)
         Cluster-head logits ``y_j`` of every view.
-    scores : sequence of Tensor of shape (batch, n_prototypes)
+    scores : sequence of Tensor of shape (batch, n_prototypes), or Tensor (n_views, batch, n_prototypes)
         Prototype scores ``u_v`` of every view; used without gradient.
     temperature : float, default=0.1
         Softmax temperature ``tau`` of the prototype assignment.
@@ -187,21 +191,31 @@ def mutual_information_loss(
     loss : Tensor (scalar), float32
         Mean over all ``n_views ** 2`` (head view, prototype view) pairs.
     """
-    head_probs = [F.softmax(y.float(), dim=1) for y in head_logits]
+    head_probs = F.softmax(_stacked(head_logits).float(), dim=-1)  # (V, B, K)
     if weights is not None:
-        head_probs = [p * weights.float()[:, None] for p in head_probs]
-    target_probs = [F.softmax(u.detach().float() / temperature, dim=1) for u in scores]
-    terms = [_mutual_information_term(p, q, marginal_weight, group) for p in head_probs for q in target_probs]
-    return torch.stack(terms).mean()
+        head_probs = head_probs * weights.float()[None, :, None]  # all-zero weights give a zero term, not NaN
+    target_probs = F.softmax(_stacked(scores).detach().float() / temperature, dim=-1)  # (V', B, K')
+    (n_heads, batch, n_clusters), (n_targets, _, n_prototypes) = head_probs.shape, target_probs.shape
+    # joint[j, v] = head_probs[j]^T target_probs[v], summed over the batch, for all pairs in one product
+    joint = head_probs.transpose(1, 2).reshape(n_heads * n_clusters, batch) @ \
+        target_probs.transpose(0, 1).reshape(batch, n_targets * n_prototypes)
+    if _distributed(group):
+        joint = _DifferentiableSum.apply(joint, group)
+    joint = joint.view(n_heads, n_clusters, n_targets, n_prototypes).transpose(1, 2)  # (V, V', K, K')
+    joint = joint / joint.sum(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
+    p_y = joint.sum(dim=-1, keepdim=True)
+    p_u = joint.sum(dim=-2, keepdim=True)
+    log_joint, log_p_y, log_p_u = (t.clamp_min(_EPS).log() for t in (joint, p_y, p_u))  # 0 log 0 = 0
+    return (joint * (log_p_u - log_joint + marginal_weight * log_p_y)).sum() / (n_heads * n_targets)
 
 
-def logit_penalty(head_logits: Sequence[torch.Tensor], weight: float = 0.01, threshold: float = 5.0,
-                  weights: torch.Tensor | None = None) -> torch.Tensor:
+def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: float = 0.01,
+                  threshold: float = 5.0, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Penalty on cluster-head logits whose magnitude exceeds ``threshold``.
 
     Parameters
     ----------
-    head_logits : sequence of Tensor of shape (batch, n_clusters)
+    head_logits : sequence of Tensor of shape (batch, n_clusters), or Tensor (n_views, batch, n_clusters)
         Cluster-head logits of every view.
     weight : float, default=0.01
         Weight ``a`` of the penalty.
@@ -215,10 +229,8 @@ def logit_penalty(head_logits: Sequence[torch.Tensor], weight: float = 0.01, thr
     loss : Tensor (scalar), float32
         ``weight * mean_b sum_k relu(|y| - threshold)``, averaged over the views.
     """
-    def batch_mean(values: torch.Tensor) -> torch.Tensor:
-        if weights is None:
-            return values.mean()
-        return (values * weights).sum() / weights.sum().clamp_min(1.0)
-
-    terms = [batch_mean(F.relu(y.float().abs() - threshold).sum(dim=1)) for y in head_logits]
-    return weight * torch.stack(terms).mean()
+    excess = F.relu(_stacked(head_logits).float().abs() - threshold).sum(dim=-1)  # (V, B)
+    if weights is None:
+        return weight * excess.mean()
+    per_view = (excess * weights.float()).sum(dim=-1) / weights.sum().clamp_min(1.0)
+    return weight * per_view.mean()

@@ -9,6 +9,7 @@ recorded on the device too.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Sequence
@@ -84,8 +85,11 @@ class Trainer:
         self.generator = generator
         self.autocast_dtype = autocast_dtype
         self.group = group
+        # one fused kernel on CUDA, multi-tensor (foreach) kernels on the CPU: not one launch per parameter
+        cuda = next(model.parameters()).is_cuda
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas,
-                                          weight_decay=config.weight_decay)
+                                          weight_decay=config.weight_decay, fused=cuda or None,
+                                          foreach=None if cuda else True)
         self.updates = 0
         self.epoch = 0
 
@@ -156,6 +160,10 @@ class Trainer:
         DivergenceError
             When a loss is NaN or infinite; the message names the epoch and the step.
         """
+        with _cudnn_autotuning(data.device.type == "cuda" or self.generator.device.type == "cuda"):
+            return self._train_epoch(data, on_step, head_weights)
+
+    def _train_epoch(self, data: torch.Tensor, on_step, head_weights) -> dict[str, float]:
         self.model.train()
         start = time.perf_counter()
         device = self.generator.device
@@ -174,6 +182,9 @@ class Trainer:
         if int(first_bad) >= 0:
             raise DivergenceError(f"The training loss became NaN or infinite at epoch {self.epoch + 1}, "
                                   f"step {int(first_bad) + 1} of {len(index_batches)}.")
+        if not bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()):
+            raise DivergenceError(f"The model's weights became NaN or infinite in epoch {self.epoch + 1} "
+                                  "(the losses stayed finite: the last update diverged).")
         self.epoch += 1
         record = dict(zip(LOSS_TERMS, (totals / len(index_batches)).tolist()))
         seconds = time.perf_counter() - start
@@ -191,6 +202,19 @@ class Trainer:
         """Restore what :meth:`state_dict` returned."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates, self.epoch = int(state["updates"]), int(state["epoch"])
+
+
+@contextlib.contextmanager
+def _cudnn_autotuning(enabled: bool):
+    """cuDNN autotuning (benchmark mode) while training, for the few fixed view shapes; the setting is
+    restored afterwards, and left alone when deterministic algorithms were asked for."""
+    previous = torch.backends.cudnn.benchmark
+    deterministic = torch.backends.cudnn.deterministic or torch.are_deterministic_algorithms_enabled()
+    torch.backends.cudnn.benchmark = previous or (enabled and not deterministic)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 @torch.no_grad()

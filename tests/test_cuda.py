@@ -1,0 +1,82 @@
+"""The CUDA path: bf16 training, no host synchronisation inside a step, resident or pinned data, compile,
+and moving fitted models between devices. Skipped on machines without a GPU."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from imc_cluster import IMCSwAVClustering, data as data_lib
+from imc_cluster.augmentation import CropGroup, MultiCropAugmenter
+from imc_cluster.networks import IMCSwAVNet, ResNetEncoder
+from imc_cluster.training import Trainer, TrainingConfig
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def cuda_trainer(batch_size=32):
+    torch.manual_seed(0)
+    model = IMCSwAVNet(ResNetEncoder("resnet18", 3, width=8), 3, n_prototypes=20, projection_dim=8,
+                       head_hidden_dim=16).cuda().to(memory_format=torch.channels_last)
+    augment = MultiCropAugmenter([CropGroup(2, (12, 12), (0.2, 1.0)), CropGroup(4, (8, 8), (0.08, 0.4))],
+                                 (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    return Trainer(model, augment, TrainingConfig(batch_size=batch_size, warmup_updates=1),
+                   torch.Generator("cuda").manual_seed(0), autocast_dtype=torch.bfloat16, channels_last=True)
+
+
+def test_training_step_never_waits_for_the_device():
+    trainer = cuda_trainer()
+    data = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, device="cuda")
+    index = torch.arange(32, device="cuda")
+    trainer.step(data[index])  # first step: lazy initialisation (cuDNN, optimiser state) may synchronise
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            terms = trainer.step(data[index])
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(value.is_cuda for value in terms.values())
+    assert torch.isfinite(torch.stack(list(terms.values()))).all()
+
+
+def test_fit_on_cuda_uses_bf16_channels_last_and_resident_data(tiny, rgb_images):
+    images, _ = rgb_images
+    est = tiny(device="cuda").fit(images)
+    assert est.device_.type == "cuda"
+    conv = est.model_.encoder.stem[0].weight
+    assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)
+    assert np.isfinite([record["loss"] for record in est.history_]).all()
+    assert est.predict(images).shape == (24,)
+    placed = data_lib.place(torch.from_numpy(images), torch.device("cuda"))
+    assert placed.is_cuda
+
+
+def test_pinned_host_data_train_like_resident_data(tiny, rgb_images, monkeypatch):
+    images, _ = rgb_images
+    resident = tiny(device="cuda").fit(images)
+    monkeypatch.setattr(data_lib, "DEVICE_DATA_SHARE", 0.0)
+    assert data_lib.place(torch.from_numpy(images), torch.device("cuda")).is_pinned()
+    pinned = tiny(device="cuda").fit(images)
+    for a, b in zip(resident.history_, pinned.history_):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+
+
+def test_compile_on_cuda(tiny, rgb_images):
+    images, _ = rgb_images
+    est = tiny(device="cuda", compile=True, max_epochs=1).fit(images)
+    assert np.isfinite(est.history_[0]["loss"])
+
+
+def test_cuda_model_moves_to_the_cpu(tiny, rgb_images, tmp_path):
+    images, _ = rgb_images
+    est = tiny(device="cuda").fit(images)
+    on_gpu = est.predict_proba(images)
+    restored = pickle.loads(pickle.dumps(est))
+    est.save(tmp_path / "model.cpt")
+    loaded = IMCSwAVClustering.load(tmp_path / "model.cpt", device="cpu")
+    assert loaded.device_.type == "cpu"
+    # bf16 on the GPU, float32 on the CPU: the same model up to bf16 rounding
+    np.testing.assert_allclose(loaded.predict_proba(images), on_gpu, atol=0.05)
+    np.testing.assert_allclose(restored.predict_proba(images), on_gpu, atol=0.05)
