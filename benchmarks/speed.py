@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
@@ -68,6 +69,9 @@ OUTSIDE_SHARE_TARGET = 0.10
 MEMORY_ALLOWANCE = 1.5e9
 #: share of the CPUs taken by other processes in a section above which the report warns
 CONTENTION_LIMIT = 0.05
+#: the memory-saving settings whose fit peak and step time section c) compares with the defaults
+MEMORY_OPTIONS = ({"activation_checkpointing": True}, {"precision": "bfloat16"},
+                  {"precision": "bfloat16", "activation_checkpointing": True})
 #: images the augmentation benchmark draws its batches from
 AUGMENT_POOL = 8192
 
@@ -164,6 +168,8 @@ class FitJob:
     predict_repeats : int
         How many times to time ``predict`` on the same images after the fit (the median is kept); 0 for
         none.
+    params : dict
+        Further estimator parameters (such as ``precision`` or ``activation_checkpointing``).
     """
 
     data: str
@@ -173,6 +179,7 @@ class FitJob:
     device: str
     max_steps: int | None
     predict_repeats: int
+    params: dict = field(default_factory=dict)
 
 
 class StopFit(Exception):
@@ -414,17 +421,38 @@ def training_batch(data: Data, settings: Settings) -> torch.Tensor:
     return channels_first(data.train[:settings.batch_size]).to(settings.device)
 
 
+class OperationCounter(TorchDispatchMode):
+    """Counts the ATen operations that run inside it: on a GPU, each is at least one kernel launch, which
+    costs the host some microseconds whatever the kernel's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operations(task: Callable[[], object]) -> int:
+    """ATen operations of one run of ``task``."""
+    with OperationCounter() as counter:
+        task()
+    return counter.count
+
+
 def step_benchmark(data: Data, settings: Settings) -> dict:
     """Step throughput and its breakdown (section b)."""
     trainer = build_trainer(data, settings, settings.n_prototypes)
-    samples = interleaved_times(step_tasks(trainer, training_batch(data, settings)),
-                                torch.device(settings.device), settings.warmup, settings.repeats)
+    tasks = step_tasks(trainer, training_batch(data, settings))
+    counts = {name: operations(task) for name, task in tasks.items()}
+    samples = interleaved_times(tasks, torch.device(settings.device), settings.warmup, settings.repeats)
     seconds = medians(samples)
     outside = seconds["augment"] + seconds["objectives"] + seconds["optimizer"]
     return {"images_per_second": settings.batch_size / seconds["step"], "median_seconds": seconds,
             "rest_seconds": seconds["step"] - seconds["forward_backward"] - outside,
             "outside_share": 1.0 - seconds["forward_backward"] / seconds["step"],
-            "outside_share_of_parts": outside / seconds["step"], "seconds": samples}
+            "outside_share_of_parts": outside / seconds["step"], "operations": counts, "seconds": samples}
 
 
 # ---------------------------------------------------------------- c) predict and memory
@@ -461,19 +489,24 @@ def predict_benchmark(data: Data, settings: Settings) -> dict:
             "predict_images": len(images), "seconds": samples}
 
 
-def stop_fit_after(steps: int) -> None:
-    """Make every ``Trainer.step`` count, and the ``steps``-th one raise :class:`StopFit` after its update."""
+def stop_fit_after(steps: int) -> list[float]:
+    """Make every ``Trainer.step`` count, and the ``steps``-th one raise :class:`StopFit` after its update;
+    returns the list that receives every step's seconds (device-synchronised)."""
     original = Trainer.step
-    done = [0]
+    durations: list[float] = []
 
-    def counted_step(self: Trainer, *args, **kwargs):
-        result = original(self, *args, **kwargs)
-        done[0] += 1
-        if done[0] >= steps:
+    def counted_step(self: Trainer, batch: torch.Tensor, *args, **kwargs):
+        synchronize(batch.device)
+        start = time.perf_counter()
+        result = original(self, batch, *args, **kwargs)
+        synchronize(batch.device)
+        durations.append(time.perf_counter() - start)
+        if len(durations) >= steps:
             raise StopFit
         return result
 
     Trainer.step = counted_step
+    return durations
 
 
 def run_fit_job(job: FitJob) -> dict:
@@ -484,10 +517,9 @@ def run_fit_job(job: FitJob) -> dict:
     record.update(data_bytes=images.nbytes, peak_rss_loading=peak_rss())
     del data
     record["rss_before_fit"] = proc_status("VmRSS")
-    if job.max_steps is not None:
-        stop_fit_after(job.max_steps)
+    durations = stop_fit_after(job.max_steps) if job.max_steps is not None else []
     estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=job.width, batch_size=job.batch_size,
-                                  max_epochs=1, device=job.device, random_state=0)
+                                  max_epochs=1, device=job.device, random_state=0, **job.params)
     if job.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
@@ -496,6 +528,7 @@ def run_fit_job(job: FitJob) -> dict:
         estimator.fit(images)
     except StopFit:
         record["stopped_after_steps"] = job.max_steps
+        record["step_seconds"] = statistics.median(durations[1:] or durations)  # the first one warms up
     record.update(fit_seconds=time.perf_counter() - start, peak_rss_fit=peak_rss())
     if job.device.startswith("cuda"):
         record["cuda_max_allocated"] = torch.cuda.max_memory_allocated()
@@ -543,7 +576,8 @@ def memory_benchmark(data: Data, settings: Settings) -> dict:
                  settings.memory_steps, predict_repeats=0)
     trainer = build_trainer(data, settings, settings.n_prototypes)
     parameter_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
-    return {**fit_in_subprocess(job), "parameter_bytes": parameter_bytes,
+    options = [fit_in_subprocess(FitJob(**{**asdict(job), "params": params})) for params in MEMORY_OPTIONS]
+    return {**fit_in_subprocess(job), "parameter_bytes": parameter_bytes, "options": options,
             "saved_activation_bytes": saved_activation_bytes(trainer, training_batch(data, settings))}
 
 
@@ -647,46 +681,58 @@ def augmentation_section(a: dict, batch: int) -> list[str]:
 
 
 def step_section(b: dict, batch: int) -> list[str]:
-    """Section b): step throughput, its breakdown and the share outside the networks."""
-    seconds = b["median_seconds"]
-    rows = [("augmentation (`MultiCropAugmenter`)", seconds["augment"]),
-            ("networks' forward + backward (loss = sum of outputs)", seconds["forward_backward"]),
-            ("objectives forward + backward (Sinkhorn, SwAV, MI, penalty)", seconds["objectives"]),
-            ("Adam update", seconds["optimizer"]),
-            ("rest (step minus the above: prototype normalisation, zero_grad, glue)", b["rest_seconds"])]
+    """Section b): step throughput, its breakdown, its operation counts and the share outside the networks."""
+    seconds, counts = b["median_seconds"], b.get("operations", {})
+    rows = [("augmentation (`MultiCropAugmenter`)", "augment"),
+            ("networks' forward + backward (loss = sum of outputs)", "forward_backward"),
+            ("objectives forward + backward (Sinkhorn, SwAV, MI, penalty)", "objectives"),
+            ("Adam update", "optimizer")]
     share = b["outside_share"]
+
+    def count(name: str) -> str:
+        return f"{counts[name]:,}" if name in counts else "-"
+
     return [
         f"## b) Training step (`Trainer.step`, batch {batch})",
         "",
-        f"Full step: {seconds['step'] * 1e3:,.0f} ms, **{b['images_per_second']:,.1f} images/s**.",
+        f"Full step: {seconds['step'] * 1e3:,.0f} ms, **{b['images_per_second']:,.1f} images/s**, "
+        f"{count('step')} ATen operations.",
         "",
-        "| part | ms | share of step |",
-        "|---|---:|---:|",
-        *[f"| {name} | {value * 1e3:,.1f} | {value / seconds['step']:.1%} |" for name, value in rows],
+        "| part | ms | share of step | ATen operations |",
+        "|---|---:|---:|---:|",
+        *[f"| {label} | {seconds[name] * 1e3:,.1f} | {seconds[name] / seconds['step']:.1%} | {count(name)} |"
+          for label, name in rows],
+        f"| rest (step minus the above: prototype normalisation, zero_grad, glue) | {b['rest_seconds'] * 1e3:,.1f} "
+        f"| {b['rest_seconds'] / seconds['step']:.1%} | - |",
         "",
         f"Share outside the networks' forward and backward: 1 - fwd+bwd / step = **{share:.1%}** "
         f"(CPU target <= {OUTSIDE_SHARE_TARGET:.0%}: {verdict(share <= OUTSIDE_SHARE_TARGET)}). The parts "
         f"timed on their own (augmentation + objectives + Adam) add up to {b['outside_share_of_parts']:.1%} "
-        "of the step; the *rest* row, a difference, also carries the timing noise of the two large figures.",
+        "of the step; the *rest* row, a difference, also carries the timing noise of the two large figures. "
+        "On a GPU, every ATen operation costs the host a kernel launch of some microseconds whatever its "
+        "size; a step whose launches take longer than the GPU's work is bound by the host.",
         "",
     ]
 
 
 def memory_row(record: dict, label: str) -> str:
-    """One row of the memory table: RSS after imports and before fit, what fit adds, peaks, and the target."""
+    """One row of the memory table: RSS after imports and before fit, what fit adds, peaks, step time and
+    the target."""
     limit = record["data_bytes"] + MEMORY_ALLOWANCE
     peak = max(record["peak_rss_fit"], record["peak_rss_loading"])
     cuda = mb(record["cuda_max_allocated"]) if "cuda_max_allocated" in record else "-"
-    return (f"| {label} | {mb(record['rss_after_imports'])} | {mb(record['rss_before_fit'])} | "
+    step = f"{record['step_seconds'] * 1e3:,.0f}" if "step_seconds" in record else "-"
+    options = ", ".join(f"{name}={value!r}" for name, value in record.get("params", {}).items()) or "defaults"
+    return (f"| {label}; {options} | {mb(record['rss_after_imports'])} | {mb(record['rss_before_fit'])} | "
             f"{mb(record['peak_rss_fit'] - record['rss_before_fit'])} | {mb(record['peak_rss_fit'])} | "
-            f"{mb(peak)} | {cuda} | {mb(limit)}: {verdict(peak <= limit)} |")
+            f"{mb(peak)} | {cuda} | {step} | {mb(limit)}: {verdict(peak <= limit)} |")
 
 
 def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list[str]:
     """Section c): predict throughput and the memory table."""
     rates = c["images_per_second"]
-    rows = [memory_row(memory, f"width {memory['width']}, batch {memory['batch_size']}, stopped after "
-                               f"{memory['max_steps']} steps")]
+    stopped = f"width {memory['width']}, batch {memory['batch_size']}, stopped after {memory['max_steps']} steps"
+    rows = [memory_row(record, stopped) for record in (memory, *memory.get("options", ()))]
     if full_fit is not None:
         rows.append(memory_row(full_fit, f"width {full_fit['width']}, batch {full_fit['batch_size']}, "
                                          "the whole epoch and the final labelling"))
@@ -705,8 +751,8 @@ def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list
         "early.",
         "",
         "| fit | RSS after imports | RSS before fit | added by fit | fit peak RSS | process peak RSS "
-        "| CUDA max allocated | target (data + 1.5 GB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| CUDA max allocated | step ms | target (data + 1.5 GB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
         "",
         f"For one step, the width-{memory['width']} network keeps {mb(memory['saved_activation_bytes'])} of "

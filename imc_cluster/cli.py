@@ -92,6 +92,12 @@ def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
     optim.add_argument("--milestones", type=int, nargs="+", default=[150, 300, 400],
                        help="epochs at which the learning rate is multiplied by 0.4")
     optim.add_argument("--seed", type=int, default=0, help="random seed")
+    speed = train_parser.add_argument_group("speed and memory")
+    speed.add_argument("--compile", action="store_true", help="train through torch.compile")
+    speed.add_argument("--precision", default="auto", choices=("auto", "bfloat16", "float32"),
+                       help="network arithmetic in training: auto is bf16 on CUDA, float32 on the CPU")
+    speed.add_argument("--activation_checkpointing", action="store_true",
+                       help="recompute ResNet blocks in the backward pass to save activation memory")
     views = train_parser.add_argument_group("view augmentation")
     views.add_argument("--flip_prob", type=float, default=0.5, help="horizontal flip probability")
     views.add_argument("--color_jitter", type=float, nargs=4, default=[0.4, 0.4, 0.4, 0.1],
@@ -161,7 +167,8 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[int, int], checkpo
         warmup_updates=args.warmup, weight_decay=args.l2_w, max_epochs=args.epochs, lr_milestones=tuple(args.milestones),
         batch_size=args.batch_size, flip_prob=args.flip_prob, color_jitter=tuple(args.color_jitter),
         color_jitter_prob=args.color_jitter_prob, checkpoint_path=None if checkpoint is None else str(checkpoint),
-        device=_device(args.dev),
+        device=_device(args.dev), compile=args.compile, precision=args.precision,
+        activation_checkpointing=args.activation_checkpointing,
         random_state=args.seed, verbose=0 if args.quiet else 1,
     )
 

@@ -116,3 +116,13 @@ def test_dataset_presets_fill_defaults_and_flags_win():
     assert (digits.epochs, digits.prototypes, digits.flip_prob) == (150, 100, 0.0)
     assert parse_args(["train", "--dataset", "digits", "--epochs", "7"]).epochs == 7
     assert parse_args(["train", "--dataset", "c10"]).epochs == 500  # the published defaults elsewhere
+
+
+def test_speed_and_memory_flags_reach_the_estimator():
+    from imc_cluster.cli import estimator_params
+    args = build_parser().parse_args(shlex.split("train --dataset c10 --compile --precision bfloat16 "
+                                                 "--activation_checkpointing"))
+    params = estimator_params(args, 10, (28, 18))
+    assert (params["compile"], params["precision"], params["activation_checkpointing"]) == (True, "bfloat16", True)
+    defaults = estimator_params(build_parser().parse_args(["train", "--dataset", "c10"]), 10, (28, 18))
+    assert (defaults["compile"], defaults["precision"], defaults["activation_checkpointing"]) == (False, "auto", False)

@@ -136,3 +136,25 @@ def test_head_mask_keeps_samples_out_of_the_head(tiny, rgb_images):
         tiny().fit(images, head_mask=np.ones(5, bool))
     with pytest.raises(ValueError, match="no sample"):
         tiny().fit(images, head_mask=np.zeros(24, bool))
+
+
+def test_channels_last_images_are_not_copied(tiny, rgb_images):
+    images, _ = rgb_images  # (N, H, W, C) uint8
+    prepared = tiny()._prepare(images, reset=True)
+    assert prepared.values.shape == (24, 3, 12, 12)
+    assert prepared.values.data_ptr() == images.__array_interface__["data"][0]
+    channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    a, b = tiny().fit(images), tiny().fit(channels_first)
+    assert [r["loss"] for r in a.history_] == [r["loss"] for r in b.history_]
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+def test_precision_and_checkpointing_options(tiny, rgb_images):
+    images, _ = rgb_images
+    est = tiny(activation_checkpointing=True, precision="float32").fit(images)
+    assert est.model_.encoder.checkpointing and est._training_dtype() is None
+    bf16 = tiny(precision="bfloat16", device="cpu")
+    bf16.device_ = bf16._resolve_device()
+    assert bf16._training_dtype() == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        tiny(precision="float16").fit(images)

@@ -75,3 +75,22 @@ def test_mlp_encoder():
     encoder = MLPEncoder(7, width=4)
     assert encoder.out_features == 32
     assert encoder(torch.randn(3, 7)).shape == (3, 32)
+
+
+def test_activation_checkpointing_gives_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    encoder = ResNetEncoder("resnet18", 3, width=4)
+    x = torch.randn(8, 3, 12, 12)
+    results = []
+    for checkpointing in (False, True):
+        encoder.checkpointing = checkpointing
+        encoder.zero_grad()
+        out = encoder(x)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in encoder.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for plain, recomputed in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(plain, recomputed)
+    encoder.eval()  # evaluation never checkpoints
+    with torch.no_grad():
+        assert encoder(x).shape == (8, 32)

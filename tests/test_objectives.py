@@ -139,3 +139,16 @@ def test_weighted_terms_equal_the_terms_of_the_selected_samples():
                                mutual_information_loss([y[rows] for y in logits], [u[rows] for u in scores]))
     torch.testing.assert_close(logit_penalty(logits, weights=keep), logit_penalty([y[rows] for y in logits]))
     assert mutual_information_loss(logits, scores, weights=torch.zeros(20)).item() == 0.0
+
+
+def test_objectives_take_stacked_views_and_batch_sinkhorn_per_view(scores):
+    stacked = torch.stack(scores)
+    logits = torch.randn(6, 32, 4)
+    torch.testing.assert_close(swav_loss(stacked), swav_loss(scores))
+    torch.testing.assert_close(mutual_information_loss(logits, stacked), mutual_information_loss(list(logits), scores))
+    torch.testing.assert_close(logit_penalty(logits * 10), logit_penalty(list(logits * 10)))
+    batched = sinkhorn(stacked[:2])
+    for view in range(2):
+        torch.testing.assert_close(batched[view], sinkhorn(scores[view]))
+    with pytest.raises(ValueError, match="n_views, batch"):
+        swav_loss(stacked[0])

@@ -81,3 +81,9 @@ def test_batch_norm_recalibration_is_the_plain_average():
     torch.testing.assert_close(norm.running_mean, expected_mean)
     torch.testing.assert_close(norm.running_var, expected_var)
     assert norm.momentum == 0.1 and not model.training
+
+
+def test_weights_that_become_non_finite_stop_the_epoch():
+    trainer = make_trainer(warmup_updates=0, learning_rate=float("inf"))
+    with pytest.raises(DivergenceError, match="weights became NaN or infinite in epoch 1"):
+        trainer.train_epoch(torch.randn(8, 6))  # one step: its loss is finite, its update is not
