@@ -131,6 +131,7 @@ class MultiCropAugmenter:
         self.grayscale_prob = _check_probability("grayscale_prob", grayscale_prob)
         self.jitter = _check_jitter(jitter)
         self.ratio = _check_ratio(ratio)
+        self._device_statistics: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
         """Augmented, normalised views of every image, one tensor per crop group.
@@ -176,7 +177,17 @@ class MultiCropAugmenter:
         if channels == 3 and self.grayscale_prob > 0:
             gray = _coin(n_views, self.grayscale_prob, generator).view(-1, 1, 1, 1)
             torch.where(gray, _luma(views), views, out=views)
-        return _normalize_(views, self.mean, self.std)
+        center, spread = self._statistics(views.device)
+        return views.sub_(center).div_(spread)
+
+    def _statistics(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel mean and std as ``(1, C, 1, 1)`` tensors on ``device``, copied there once: two
+        broadcast operations normalise a batch, with no host-to-device copy per step."""
+        if device not in self._device_statistics:
+            shape = (1, len(self.mean), 1, 1)
+            self._device_statistics[device] = tuple(torch.tensor(values, dtype=torch.float32).view(shape).to(device)
+                                                    for values in (self.mean, self.std))
+        return self._device_statistics[device]
 
     def _jitter_(self, views: torch.Tensor, generator: torch.Generator) -> None:
         """Colour-jitter, in place, every view with probability ``jitter_prob``; the others are kept."""
@@ -455,14 +466,10 @@ def _central_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[f
 
 
 def _normalize_(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Normalise float images in place with host-side constants: one pass with the channels' scale and
-    offset when they are all equal (grey images), else two broadcast operations."""
-    if len(set(mean)) == 1 and len(set(std)) == 1:
-        return images.sub_(mean[0]).div_(std[0])
-    shape = (1, len(mean), 1, 1)
-    center = torch.tensor(mean, dtype=images.dtype).view(shape).to(images.device, non_blocking=True)
-    spread = torch.tensor(std, dtype=images.dtype).view(shape).to(images.device, non_blocking=True)
-    return images.sub_(center).div_(spread)
+    """Normalise float images in place, channel by channel, with host-side constants."""
+    for channel, (center, spread) in enumerate(zip(mean, std)):
+        images[:, channel].sub_(center).div_(spread)
+    return images
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -160,7 +160,7 @@ class Trainer:
         DivergenceError
             When a loss is NaN or infinite; the message names the epoch and the step.
         """
-        with _cudnn_autotuning(data.device.type == "cuda" or self.generator.device.type == "cuda"):
+        with _cudnn_autotuning(self.generator.device.type == "cuda"):
             return self._train_epoch(data, on_step, head_weights)
 
     def _train_epoch(self, data: torch.Tensor, on_step, head_weights) -> dict[str, float]:
@@ -172,7 +172,7 @@ class Trainer:
         index_batches = self.epoch_batches(data.shape[0], data.device)
         for step, index in enumerate(index_batches):
             weights = None if head_weights is None else head_weights[index].to(device, non_blocking=True)
-            step_terms = self.step(data[index].to(device, non_blocking=True), weights)
+            step_terms = self.step(_gather(data, index, device), weights)
             terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
             totals += terms
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)
@@ -202,6 +202,15 @@ class Trainer:
         """Restore what :meth:`state_dict` returned."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates, self.epoch = int(state["updates"]), int(state["epoch"])
+
+
+def _gather(data: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``data[index]`` on ``device``. From host memory to a GPU, the rows are gathered into pinned memory
+    (PyTorch's caching host allocator) so that the copy is asynchronous."""
+    if data.device.type == "cpu" and device.type == "cuda":
+        batch = torch.empty((index.numel(), *data.shape[1:]), dtype=data.dtype, pin_memory=True)
+        return torch.index_select(data, 0, index, out=batch).to(device, non_blocking=True)
+    return data[index].to(device, non_blocking=True)
 
 
 @contextlib.contextmanager
