@@ -566,19 +566,25 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             still holds that last good epoch.
         """
         previous = dict(self.__dict__)
+        # a warm start trains model_ in place: keep its weights to put back if the fit fails
+        weights = copy.deepcopy(self.model_.state_dict()) if self.warm_start and hasattr(self, "model_") else None
         try:
             return self._fit(X, eval_set, list(callbacks or ()), head_mask)
         except DivergenceError:
             if getattr(self, "n_iter_", 0) <= previous.get("n_iter_", 0):
-                self._restore(previous)
+                self._restore(previous, weights)
             raise
         except BaseException:
-            self._restore(previous)  # a failed fit leaves a previously fitted estimator as it was
+            self._restore(previous, weights)  # a failed fit leaves a previously fitted estimator as it was
             raise
 
-    def _restore(self, previous: dict) -> None:
+    def _restore(self, previous: dict, weights: dict | None) -> None:
+        """Put back the attributes of ``previous`` and, after a warm start, the model's weights and device."""
         self.__dict__.clear()
         self.__dict__.update(previous)
+        if weights is not None:
+            self.model_.load_state_dict(weights)
+            self.model_.to(self.device_)
 
     def _fit(self, X, eval_set, callbacks, head_mask):
         self._check_params()
@@ -694,7 +700,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
 
     def _end_epoch(self, trainer: Trainer, record: dict) -> None:
         """Record the epoch, remember the training state, and write the checkpoint."""
-        self.history_.append(record)
+        self.history_ = [*self.history_, record]  # a new list: a failed warm start puts the old one back
         self.n_iter_ = trainer.epoch
         self.training_state_ = {**trainer.state_dict(), "generator": trainer.generator.get_state(),
                                 "generator_device": self.device_.type, "seed": self.training_state_["seed"]}

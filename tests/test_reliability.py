@@ -123,3 +123,21 @@ def test_divergence_in_the_first_epoch_leaves_the_estimator_unfitted():
     with pytest.raises(DivergenceError, match="epoch 1"):
         est.fit(images())
     assert not hasattr(est, "model_")
+
+
+def test_a_failed_warm_start_leaves_the_fitted_model_as_it_was():
+    X = images()
+    est = IMCSwAVClustering(max_epochs=1, **KWARGS).fit(X)
+    before = {k: v.clone() for k, v in est.model_.state_dict().items()}
+    labels, state = est.predict(X), est.training_state_
+
+    def interrupt(estimator, record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(warm_start=True, max_epochs=3).fit(X, callbacks=[interrupt])
+    assert est.n_iter_ == 1 and est.training_state_ is state and len(est.history_) == 1
+    for name, value in est.model_.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    np.testing.assert_array_equal(est.predict(X), labels)
