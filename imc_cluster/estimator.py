@@ -610,14 +610,15 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         remaining = max(0, self.max_epochs - trainer.epoch)
         with self._checkpoint_lock(), tqdm(total=remaining * steps, disable=not self.verbose, desc="IMC-SwAV",
                                            unit="step") as bar:
-            good = self._snapshot(trainer)
+            good = None  # until an epoch completes, fit() itself puts the estimator back as it was
             for _ in range(remaining):
                 try:
                     record = trainer.train_epoch(values, self._progress(bar, steps) if self.verbose else None,
                                                  head_weights)
                 except DivergenceError:
-                    self._rollback(trainer, good)
-                    self._finish(values, trainer)
+                    if good is not None:
+                        self._rollback(trainer, good)
+                        self._finish(values, trainer)
                     raise
                 if evaluation is not None:
                     self._recalibrate(values, trainer.generator)
@@ -688,24 +689,36 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         return torch.bfloat16 if self.precision == "bfloat16" or self.device_.type == "cuda" else None
 
     def _snapshot(self, trainer: Trainer) -> dict:
-        """Copies of everything an epoch changes, to roll back to if it diverges."""
+        """What to roll back to if the next epoch diverges: the checkpoint just written, when there is one
+        (no copy in memory), else copies of the model and of the training state."""
+        if self.checkpoint_path is not None:
+            return {"checkpoint": self.checkpoint_path}
         return {"model": copy.deepcopy(self.model_.state_dict()), "trainer": copy.deepcopy(trainer.state_dict()),
                 "generator": trainer.generator.get_state()}
 
     def _rollback(self, trainer: Trainer, good: dict) -> None:
+        if "checkpoint" in good:
+            payload = load_checkpoint(good["checkpoint"])
+            good = {"model": payload["model"], "trainer": payload["training"],
+                    "generator": payload["training"]["generator"]}
         self.model_.load_state_dict(good["model"])
         trainer.load_state_dict(good["trainer"])
         trainer.generator.set_state(good["generator"])
         self.n_iter_ = trainer.epoch
+        self._keep_training_state(trainer)  # the optimiser state recorded before aliased the diverged one
 
     def _end_epoch(self, trainer: Trainer, record: dict) -> None:
         """Record the epoch, remember the training state, and write the checkpoint."""
         self.history_ = [*self.history_, record]  # a new list: a failed warm start puts the old one back
         self.n_iter_ = trainer.epoch
-        self.training_state_ = {**trainer.state_dict(), "generator": trainer.generator.get_state(),
-                                "generator_device": self.device_.type, "seed": self.training_state_["seed"]}
+        self._keep_training_state(trainer)
         if self.checkpoint_path is not None:
             self.save(self.checkpoint_path)
+
+    def _keep_training_state(self, trainer: Trainer) -> None:
+        """Record the trainer's state (optimiser, counters, random state) in ``training_state_``."""
+        self.training_state_ = {**trainer.state_dict(), "generator": trainer.generator.get_state(),
+                                "generator_device": self.device_.type, "seed": self.training_state_["seed"]}
 
     @staticmethod
     def _postfix(record: dict) -> dict[str, str]:

@@ -58,9 +58,9 @@ class ResNetEncoder(nn.Module):
     Attributes
     ----------
     checkpointing : bool
-        When set, training forward passes keep only every residual block's input and recompute the
-        block during the backward pass (activation checkpointing): far less memory for about one more
-        forward pass. BatchNorm running statistics then see every training batch twice.
+        When set, training forward passes keep only the input of the stem and of every residual block, and
+        recompute each of them during the backward pass (activation checkpointing): far less memory for
+        about one more forward pass. BatchNorm running statistics then see every training batch twice.
     """
 
     def __init__(self, depth: str, in_channels: int, width: int = 64, stem_pool: bool = False) -> None:
@@ -91,13 +91,11 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images (B, C, H, W) to features (B, out_features)."""
-        x = self.stem(x)
         if self.checkpointing and self.training and torch.is_grad_enabled():
-            for block in self.stages.children():
-                for residual in block.children():
-                    x = checkpoint(residual, x, use_reentrant=False)
+            for part in (self.stem, *(block for stage in self.stages for block in stage)):
+                x = checkpoint(part, x, use_reentrant=False)
         else:
-            x = self.stages(x)
+            x = self.stages(self.stem(x))
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 

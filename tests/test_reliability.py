@@ -101,10 +101,11 @@ def poison_after(epoch):
     return callback
 
 
-def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_state(tmp_path):
+@pytest.mark.parametrize("with_checkpoint", [True, False], ids=["rollback from the checkpoint", "in memory"])
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_state(tmp_path, with_checkpoint):
     checkpoint = tmp_path / "run.cpt"
     X = images()
-    est = IMCSwAVClustering(max_epochs=5, checkpoint_path=str(checkpoint), **KWARGS)
+    est = IMCSwAVClustering(max_epochs=5, checkpoint_path=str(checkpoint) if with_checkpoint else None, **KWARGS)
     with pytest.raises(DivergenceError, match=r"epoch 3, step 1 of 6"):
         est.fit(X, callbacks=[poison_after(2)])
     good = IMCSwAVClustering(max_epochs=2, **KWARGS).fit(X)
@@ -113,8 +114,14 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_state(tmp_pa
         assert torch.equal(a, b)
     assert np.isfinite(est.predict_proba(X)).all()
     np.testing.assert_array_equal(est.labels_, good.labels_)
-    saved = IMCSwAVClustering.load(checkpoint)
-    assert saved.n_iter_ == 2 and all(torch.isfinite(v).all() for v in saved.model_.state_dict().values())
+    assert est.training_state_["epoch"] == 2 and est.training_state_["updates"] == good.training_state_["updates"]
+    resumed = est.set_params(warm_start=True, max_epochs=3).fit(X)  # continues exactly like a clean run
+    clean = IMCSwAVClustering(max_epochs=3, **KWARGS).fit(X)
+    for a, b in zip(resumed.model_.state_dict().values(), clean.model_.state_dict().values()):
+        assert torch.equal(a, b)
+    if with_checkpoint:
+        saved = IMCSwAVClustering.load(checkpoint)
+        assert saved.n_iter_ == 3 and all(torch.isfinite(v).all() for v in saved.model_.state_dict().values())
 
 
 def test_divergence_in_the_first_epoch_leaves_the_estimator_unfitted():
