@@ -10,7 +10,8 @@ a) multi-crop augmentation throughput: the batched ``MultiCropAugmenter`` on uin
 b) training-step throughput (``Trainer.step``) and the share of the step spent outside the networks'
    forward and backward passes, with a breakdown of the step;
 c) ``IMCSwAVClustering.predict`` throughput, and the peak memory of ``fit`` on the 50,000 training images,
-   measured in fresh subprocesses;
+   measured in fresh subprocesses, with the defaults and with the memory-saving options (bf16, activation
+   checkpointing), and what later epochs add with and without a checkpoint file;
 d) how fit and predict time grow with the number of images, and step time with the number of prototypes.
 
     python benchmarks/speed.py                                      # about 6 minutes on a 2-core CPU
@@ -34,6 +35,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +74,9 @@ CONTENTION_LIMIT = 0.05
 #: the memory-saving settings whose fit peak and step time section c) compares with the defaults
 MEMORY_OPTIONS = ({"activation_checkpointing": True}, {"precision": "bfloat16"},
                   {"precision": "bfloat16", "activation_checkpointing": True})
+#: the leanest of them, and the images and epochs of the fits that show what later epochs add
+LEANEST = MEMORY_OPTIONS[-1]
+LATER_EPOCHS_IMAGES, LATER_EPOCHS = 512, 3
 #: images the augmentation benchmark draws its batches from
 AUGMENT_POOL = 8192
 
@@ -518,8 +523,9 @@ def run_fit_job(job: FitJob) -> dict:
     del data
     record["rss_before_fit"] = proc_status("VmRSS")
     durations = stop_fit_after(job.max_steps) if job.max_steps is not None else []
+    params = {"max_epochs": 1, **job.params}
     estimator = IMCSwAVClustering(N_CLUSTERS, backbone_width=job.width, batch_size=job.batch_size,
-                                  max_epochs=1, device=job.device, random_state=0, **job.params)
+                                  device=job.device, random_state=0, **params)
     if job.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
@@ -578,7 +584,18 @@ def memory_benchmark(data: Data, settings: Settings) -> dict:
     parameter_bytes = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     options = [fit_in_subprocess(FitJob(**{**asdict(job), "params": params})) for params in MEMORY_OPTIONS]
     return {**fit_in_subprocess(job), "parameter_bytes": parameter_bytes, "options": options,
+            "later_epochs": later_epochs_memory(settings),
             "saved_activation_bytes": saved_activation_bytes(trainer, training_batch(data, settings))}
+
+
+def later_epochs_memory(settings: Settings) -> list[dict]:
+    """What fit adds in one epoch and in several, without and with a checkpoint file (from the second
+    epoch on, divergence rollback keeps a copy of the model and optimiser unless a checkpoint holds it)."""
+    checkpoint = str(Path(tempfile.mkdtemp(prefix="imc-speed-")) / "model.cpt")
+    runs = ({"max_epochs": 1}, {"max_epochs": LATER_EPOCHS},
+            {"max_epochs": LATER_EPOCHS, "checkpoint_path": checkpoint})
+    return [fit_in_subprocess(FitJob(settings.data, LATER_EPOCHS_IMAGES, settings.width, settings.batch_size,
+                                     settings.device, None, 0, {**LEANEST, **run})) for run in runs]
 
 
 # ---------------------------------------------------------------- d) scaling
@@ -760,7 +777,21 @@ def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list
         f"its parameters take {mb(memory['parameter_bytes'])}, as much again for their gradients and twice "
         "as much for Adam's moments.",
         "",
+        *later_epochs_lines(memory.get("later_epochs", [])),
     ]
+
+
+def later_epochs_lines(records: list[dict]) -> list[str]:
+    """What fit adds over one epoch and over several, without and with a checkpoint."""
+    if not records:
+        return []
+    options = ", ".join(f"{name}={value!r}" for name, value in LEANEST.items())
+    rows = [f"| {r['params']['max_epochs']} | {'yes' if 'checkpoint_path' in r['params'] else 'no'} | "
+            f"{mb(r['peak_rss_fit'] - r['rss_before_fit'])} |" for r in records]
+    return [f"Later epochs ({records[0]['n_images']} images, {options}, whole epochs with the final labelling): "
+            "from the second epoch on, divergence rollback keeps a copy of the model and of Adam's state, "
+            "unless `checkpoint_path` is set (the checkpoint of the last epoch is then what a rollback reads).",
+            "", "| epochs | checkpoint_path | added by fit |", "|---:|---|---:|", *rows, ""]
 
 
 def growth(xs: Sequence[float], ys: Sequence[float]) -> str:
