@@ -863,8 +863,9 @@ SUPERLINEAR_RATIO = 1.25
 SCALING_NOTES = [
     "What to expect. Every cost of a step is linear in K': the prototype layer (6B x 128 x K'), the "
     "softmaxes over K' of the 6 views, Sinkhorn-Knopp (O(B K') per iteration, 3 iterations for each of the 2 "
-    "large views), Adam on the 128 x K' prototypes, and the mutual-information loss, whose joint matrix is "
-    "K x K' for each of the 36 (head view, prototype view) pairs (a K x B x K' product each). Nothing is "
+    "large views, batched), Adam on the 128 x K' prototypes, and the mutual-information loss, whose joint "
+    "matrices (K x K' for each of the 36 (head view, prototype view) pairs) come from one (6K x B) by "
+    "(B x 6K') product. Nothing is "
     "quadratic in K' or in the batch; the 36 pairs are quadratic only in the number of views. A fit is one "
     "pass over the data plus a fixed cost (model construction, pixel statistics, BatchNorm re-estimation, "
     "which grows with N until there are 50 batches), so fit and predict time should grow linearly with N.",
