@@ -51,6 +51,7 @@ from torchvision import transforms
 
 from imc_cluster import IMCSwAVClustering
 from imc_cluster.augmentation import CropGroup, MultiCropAugmenter, normalize
+from imc_cluster.data import channel_statistics
 from imc_cluster.datasets import load_dataset
 from imc_cluster.networks import IMCSwAVNet, ResNetEncoder
 from imc_cluster.objectives import logit_penalty, mutual_information_loss, swav_loss
@@ -202,9 +203,8 @@ def load_data(path: str) -> Data:
                     f"CIFAR-10 JPEG ImageFolder at {path}")
     rng = np.random.default_rng(0)
     train, test = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in FALLBACK_SHAPES)
-    pixels = train[:4096].reshape(-1, train.shape[-1]) / 255.0
-    return Data(train, test, tuple(pixels.mean(axis=0)), tuple(pixels.std(axis=0)),
-                f"random uint8 images (no data set at {path})")
+    mean, std = channel_statistics(torch.from_numpy(train).permute(0, 3, 1, 2))
+    return Data(train, test, tuple(mean), tuple(std), f"random uint8 images (no data set at {path})")
 
 
 def channels_first(images: np.ndarray) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from sklearn.utils.validation import check_array
 
 __all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
-           "pixel_range", "to_uint8", "as_tensor", "place", "batches"]
+           "pixel_range", "to_uint8", "as_tensor", "channel_statistics", "place", "batches"]
 
 _VALID_CHANNELS = (1, 3)
 
@@ -186,6 +186,31 @@ def images_from_dataset(dataset) -> np.ndarray:
 def check_images(images: np.ndarray) -> np.ndarray:
     """Reject images with non-finite values (as check_array does for 2-D data)."""
     return check_array(images, allow_nd=True, ensure_all_finite=True, dtype=None, ensure_min_features=1)
+
+
+#: pixels per chunk of the channel statistics' histograms
+_STATISTICS_CHUNK_PIXELS = 1 << 22
+
+
+def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images in [0, 1] units.
+
+    Computed from exact per-channel histograms, counted a chunk of images at a time, so no float copy of
+    the images is ever made (any memory layout works, channels-last views included). The std is at
+    least 1e-3, so that normalising a constant channel stays finite.
+    """
+    n_images, channels, height, width = images.shape
+    counts = torch.zeros(channels, 256, dtype=torch.float64)
+    step = max(1, _STATISTICS_CHUNK_PIXELS // (height * width))
+    for part in batches(n_images, step):
+        chunk = images[part]
+        for channel in range(channels):
+            counts[channel] += torch.bincount(chunk[:, channel].flatten(), minlength=256)
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    totals = counts.sum(dim=1)
+    mean = counts @ levels / totals
+    std = (counts @ levels.square() / totals - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
 
 
 #: share of the free GPU memory the training data may take; the rest is for the networks

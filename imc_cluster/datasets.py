@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +29,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
+from .data import as_tensor, channel_statistics
 from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION
 
 __all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "load_dataset", "default_crop_sizes"]
@@ -41,8 +42,6 @@ _CACHE_VERSION = 1
 _CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
 #: image files per thread-pool task
 _DECODE_CHUNK = 256
-#: pixels per channel counted at a time for the mean and std
-_STATS_PIXELS = 1 << 22
 #: PIL modes decoded as one grey channel (when the data set does not ask for RGB)
 _GREY_MODES = ("1", "L", "LA")
 
@@ -76,7 +75,8 @@ class ImageSet:
     classes : list of str
         Class names, by class index.
     mean, std : tuple of float
-        Per-channel mean and standard deviation of all training pixels (labelled or not), in [0, 1] units.
+        Per-channel mean and standard deviation of all training pixels (labelled or not), in [0, 1] units;
+        computed on first use (the estimator computes its own when it fits).
     crop_sizes : (int, int)
         Default sides of the large and small multi-crop views (see :func:`default_crop_sizes`).
     """
@@ -87,9 +87,21 @@ class ImageSet:
     test_images: np.ndarray = field(repr=False)
     test_labels: np.ndarray = field(repr=False)
     classes: list[str]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     crop_sizes: tuple[int, int]
+
+    @cached_property
+    def _statistics(self) -> tuple[list[float], list[float]]:
+        return channel_statistics(as_tensor(self.train_images).permute(0, 3, 1, 2))
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the training pixels, in [0, 1] units."""
+        return tuple(self._statistics[0])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation of the training pixels, in [0, 1] units."""
+        return tuple(self._statistics[1])
 
     @property
     def labelled(self) -> np.ndarray:
@@ -124,23 +136,6 @@ def default_crop_sizes(height: int, width: int) -> tuple[int, int]:
     if side in _CROP_SIZES:
         return _CROP_SIZES[side]
     return max(1, round(LARGE_CROP_FRACTION * side)), max(1, round(SMALL_CROP_FRACTION * side))
-
-
-def _pixel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 ``(N, H, W, C)`` images in [0, 1] units, from exact histograms
-    counted a chunk at a time (no float copy of the images). The std is at least 1e-3."""
-    channels = images.shape[-1]
-    counts = np.zeros((channels, 256), dtype=np.int64)
-    step = max(1, _STATS_PIXELS // (images.shape[1] * images.shape[2]))
-    for start in range(0, len(images), step):
-        chunk = images[start:start + step]
-        for channel in range(channels):
-            counts[channel] += np.bincount(chunk[..., channel].ravel(), minlength=256)
-    levels = np.arange(256) / 255.0
-    totals = counts.sum(axis=1)
-    mean = counts @ levels / totals
-    std = np.sqrt(np.clip(counts @ levels**2 / totals - mean**2, 0.0, None)).clip(min=1e-3)
-    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 # ---------------------------------------------------------------- torchvision data sets (CIFAR, STL-10)
@@ -476,6 +471,5 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
         raise ValueError(f"Unknown dataset {name!r}; the valid names are {', '.join(DATASETS)} "
                          "(case-insensitive).")
     train, test, classes = _LOADERS[key](Path(path).expanduser(), download)
-    mean, std = _pixel_statistics(train.images)
     return ImageSet(key.upper(), train.images, train.labels, test.images, test.labels, list(classes),
-                    mean, std, default_crop_sizes(*train.images.shape[1:3]))
+                    default_crop_sizes(*train.images.shape[1:3]))

@@ -229,9 +229,9 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         networks and images, so it is opt-in there. Inference runs in bf16 on CUDA (unless "float32")
         and in float32 on the CPU.
     activation_checkpointing : bool, default=False
-        Keep only each residual block's input in training and recompute the block in the backward pass:
-        ResNet activation memory shrinks several-fold for about a third more compute. For large batches
-        on small machines.
+        Keep only the input of the stem and of each residual block in training, and recompute them in the
+        backward pass: ResNet activation memory shrinks several-fold for about a third more compute. For
+        large batches on small machines.
     random_state : int, RandomState instance or None, default=None
         Seed of weight initialisation, shuffling and augmentation. Fit is deterministic on the CPU for
         a fixed seed.
@@ -516,20 +516,6 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             return normalize(batch, self.pixel_mean_, self.pixel_std_)
         return batch
 
-    @staticmethod
-    def _channel_statistics(values: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of uint8 images in [0, 1] units, computed in chunks."""
-        total = torch.zeros(values.shape[1], dtype=torch.float64)
-        squares = torch.zeros_like(total)
-        for part in data_lib.batches(values.shape[0], 4096):
-            chunk = values[part].double().div_(255.0)
-            total += chunk.sum(dim=(0, 2, 3))
-            squares += chunk.square().sum(dim=(0, 2, 3))
-        count = values.shape[0] * values.shape[2] * values.shape[3]
-        mean = total / count
-        std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
-        return mean.tolist(), std.tolist()
-
     # ------------------------------------------------------------------ fit
 
     def fit(self, X, y=None, eval_set=None, callbacks=None, head_mask=None):
@@ -654,7 +640,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     def _initialize(self, data: data_lib.PreparedData) -> None:
         """Fresh model, statistics and training state for a new fit."""
         if data.is_image:
-            self.pixel_mean_, self.pixel_std_ = self._channel_statistics(data.values)
+            self.pixel_mean_, self.pixel_std_ = data_lib.channel_statistics(data.values)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         self.model_ = self._build_model(data.sample_shape, data.is_image, seed).to(self.device_)
         generator = torch.Generator(self.device_).manual_seed(seed)
@@ -939,7 +925,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             "params": {k: _plain(v) for k, v in self.get_params().items() if k != "random_state"}
             | {"random_state": self.random_state if isinstance(self.random_state, Integral) else None},
             "fitted": fitted,
-            "model": {k: v.detach().cpu() for k, v in self.model_.state_dict().items()},
+            "model": _to_cpu(self.model_.state_dict()),
             "training": _to_cpu(self.training_state_),
         }
 
@@ -969,7 +955,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ may return __dict__ itself
         if "model_" in state:  # weights as CPU tensors: a model fitted on a GPU unpickles anywhere
-            state["model_"] = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+            state["model_"] = _to_cpu(self.model_.state_dict())
             state["training_state_"] = _to_cpu(self.training_state_)
             state.pop("device_", None)
         return state

@@ -154,6 +154,8 @@ class Trainer:
         on_step : callable, default=None
             Called after every step as ``on_step(step, totals)`` with the running sums of the loss terms
             (a device tensor ordered as ``LOSS_TERMS``); reading it synchronises with the device.
+        head_weights : Tensor of shape (n_samples,), default=None
+            Per-sample weights of the cluster head's terms, where ``data`` are (0 leaves a sample out).
 
         Raises
         ------
