@@ -16,10 +16,10 @@ One group of views is made in five stages:
 3. *Horizontal flip* picks, per view, the view or its mirror with :func:`torch.where`.
 4. *Colour jitter* (:func:`color_jitter`) adjusts brightness, contrast, saturation and hue with factors
    per view (views that are not jittered get neutral factors), in an order that is a random
-   permutation per call. The permutation stays on the device: each of the four steps evaluates one
-   blend and one hue rotation (:func:`adjust_hue`, vectorised RGB-HSV arithmetic) whose parameters are
-   neutral unless the permutation picks that operation for the step. A neutral blend is an exact
-   identity and a neutral hue rotation one up to rounding (about 1e-6).
+   permutation per view, as torchvision's per-image ``ColorJitter`` draws it. The orders stay on the
+   device: the three blends are evaluated in three slots before one hue rotation (:func:`adjust_hue`,
+   vectorised RGB-HSV arithmetic) and three slots after it, and every view gets neutral parameters in
+   the slots its order leaves empty. A neutral blend is an exact identity.
 5. *Grayscale* replaces, per view, the colours by their ITU-R 601-2 luma, kept as three channels.
 
 Normalisation by the per-channel mean and std comes last. The uint8 batch is converted to float once
@@ -40,7 +40,7 @@ import torch
 from torchvision.ops import roi_align
 
 __all__ = ["CropGroup", "MultiCropAugmenter", "normalize", "sample_crop_boxes", "sample_jitter_factors",
-           "color_jitter", "adjust_hue"]
+           "sample_jitter_orders", "color_jitter", "adjust_hue"]
 
 #: number of tries at a box that fits inside the image before the central crop is taken
 CROP_ATTEMPTS = 10
@@ -196,8 +196,7 @@ class MultiCropAugmenter:
         applied = _coin(n_views, self.jitter_prob, generator)
         for op, neutral in enumerate(NEUTRAL_JITTER):
             factors[op] = torch.where(applied, factors[op], neutral)
-        order = torch.randperm(4, generator=generator, device=generator.device)
-        color_jitter(views, factors, order, inplace=True)
+        color_jitter(views, factors, sample_jitter_orders(n_views, generator), inplace=True)
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor | Sequence[float],
@@ -308,15 +307,35 @@ def sample_jitter_factors(n: int, jitter: Sequence[float], generator: torch.Gene
     return factors
 
 
+def sample_jitter_orders(n: int, generator: torch.Generator) -> torch.Tensor:
+    """Random orders of the four colour-jitter operations, one uniform permutation per image.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    generator : torch.Generator
+        Source of randomness; the orders are made on its device.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 tensor of shape ``(n, 4)``: row ``i`` is a permutation of ``0..3``, the operations of
+        image ``i`` in the order they are applied (0 brightness, 1 contrast, 2 saturation, 3 hue).
+    """
+    return torch.rand(n, 4, generator=generator, device=generator.device).argsort(dim=1)
+
+
 def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tensor, *,
                  inplace: bool = False) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue adjustments, per image, in a given order.
+    """Brightness, contrast, saturation and hue adjustments, per image, in a given order per image.
 
     Each operation follows its ``torchvision.transforms.functional`` namesake: brightness scales the
     image, contrast blends it with the mean of its grayscale image, saturation blends it with its
     grayscale image (all three clamped to [0, 1]) and hue rotates the HSV hue. For one-channel images
-    saturation and hue leave the image unchanged. Nothing is read back from the device: every step
-    evaluates a blend and a hue rotation, neutral unless ``order`` picks that operation for the step.
+    saturation and hue leave the image unchanged. Nothing is read back from the device: the three
+    blends go into three slots before one hue rotation and three after it, and each image's order
+    decides which blend, if any, fills each of its slots.
 
     Parameters
     ----------
@@ -325,8 +344,9 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     factors : torch.Tensor
         Shape ``(4, N)``: brightness, contrast and saturation factors and hue shifts in [-0.5, 0.5].
     order : torch.Tensor
-        Permutation of ``0..3`` on the images' device: ``order[k]`` is the operation of step ``k``
-        (0 brightness, 1 contrast, 2 saturation, 3 hue).
+        Permutations of ``0..3`` on the images' device, one for all images (shape ``(4,)``) or one per
+        image (shape ``(N, 4)``): ``order[..., k]`` is the operation of step ``k`` (0 brightness,
+        1 contrast, 2 saturation, 3 hue).
     inplace : bool, default=False
         Whether to adjust ``images`` in place.
 
@@ -337,13 +357,30 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     """
     if not inplace:
         images = images.clone()
-    ops = torch.arange(4, device=images.device)
-    for step in range(4):
-        chosen = order[step] == ops
-        _blend_(images, factors[:3], chosen[:3])
-        if images.shape[1] == 3:
-            adjust_hue(images, torch.where(chosen[3], factors[3], 0.0), inplace=True)
+    blend, contrast, saturation = _blend_slots(order.expand(images.shape[0], 4), factors)
+    for slot in range(len(blend)):
+        if slot == len(blend) // 2 and images.shape[1] == 3:
+            adjust_hue(images, factors[3], inplace=True)
+        _blend_(images, blend[slot], contrast[slot], saturation[slot])
     return images
+
+
+def _blend_slots(order: torch.Tensor, factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The parameters of the six blend slots, three before the hue rotation and three after it.
+
+    Slot ``j`` before the hue holds the operation at step ``j`` of an image's order when that step
+    comes before the hue; slot ``j`` after it holds the operation at step ``j + 1`` when that step
+    comes after the hue. Returns, each of shape ``(6, N)``: the blend factor (1 in an empty slot) and
+    whether the blend target holds the grayscale mean (contrast) and the grayscale image (saturation).
+    """
+    steps = torch.arange(3, device=order.device).view(3, 1)
+    hue_step = (order == 3).to(torch.uint8).argmax(dim=1)
+    before = steps < hue_step
+    empty = torch.full_like(before, -1, dtype=order.dtype)
+    slots = torch.cat((torch.where(before, order[:, :3].T, empty), torch.where(before, empty, order[:, 1:].T)))
+    chosen = slots.unsqueeze(1) == steps.view(1, 3, 1)
+    blend = torch.where(chosen, factors[:3], 1.0).prod(dim=1)
+    return blend, chosen[:, 1].to(factors.dtype), chosen[:, 2].to(factors.dtype)
 
 
 def adjust_hue(images: torch.Tensor, shifts: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
@@ -405,18 +442,17 @@ def _hue_sixths(red: torch.Tensor, green: torch.Tensor, blue: torch.Tensor, brig
     return hue.div_(torch.clamp_min(chroma, _MIN_CHROMA, out=red_below))
 
 
-def _blend_(images: torch.Tensor, factors: torch.Tensor, chosen: torch.Tensor) -> None:
-    """Blend in place: brightness, contrast or saturation, whichever ``chosen`` picks, or nothing.
+def _blend_(images: torch.Tensor, factor: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor) -> None:
+    """Blend every image in place with its own factor: ``clamp(f * image + (1 - f) * target, 0, 1)``.
 
-    The picked blend is ``clamp(f * image + (1 - f) * target, 0, 1)`` with the target 0 (brightness),
-    the mean of the grayscale image (contrast) or the grayscale image (saturation). When ``chosen``
-    picks none, every factor is 1 and the images are left exactly as they are.
+    The target of image ``i`` is ``contrast[i]`` times the mean of its grayscale image plus
+    ``saturation[i]`` times its grayscale image; with neither it is 0, a brightness change. A factor of
+    1 leaves the image exactly as it is.
     """
-    factor = torch.where(chosen.view(3, 1), factors, 1.0).prod(dim=0).view(-1, 1, 1, 1)
     gray = _luma(images)
     mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-    target = gray.mul_(chosen[2]).add_(mean.mul_(chosen[1]))
-    torch.lerp(target, images, factor, out=images).clamp_(0.0, 1.0)
+    target = gray.mul_(saturation.view(-1, 1, 1, 1)).addcmul_(mean, contrast.view(-1, 1, 1, 1))
+    torch.lerp(target, images, factor.view(-1, 1, 1, 1), out=images).clamp_(0.0, 1.0)
 
 
 def _luma(images: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from sklearn.utils.validation import check_array
 
 __all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
-           "pixel_range", "to_uint8", "as_tensor", "channel_statistics", "place", "batches"]
+           "pixel_range", "to_uint8", "as_tensor", "channel_statistics", "place", "gather", "batches"]
 
 _VALID_CHANNELS = (1, 3)
 
@@ -226,6 +226,15 @@ def place(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     if values.numel() * values.element_size() <= DEVICE_DATA_SHARE * free:
         return values.to(device)
     return values.pin_memory()
+
+
+def gather(values: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``values[index]`` on ``device``. From host memory to a GPU, the rows are gathered into pinned memory
+    (PyTorch's caching host allocator), so that the copy is asynchronous."""
+    if values.device.type == "cpu" and device.type == "cuda":
+        rows = torch.empty((index.numel(), *values.shape[1:]), dtype=values.dtype, pin_memory=True)
+        return torch.index_select(values, 0, index, out=rows).to(device, non_blocking=True)
+    return values[index].to(device, non_blocking=True)
 
 
 def batches(n: int, batch_size: int):

@@ -754,7 +754,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             return
         order = torch.randperm(values.shape[0], generator=generator, device=generator.device).to(values.device)
         size = min(self.batch_size, values.shape[0])
-        batches = (self._eval_transform(values[order[i * size:(i + 1) * size]].to(self.device_))
+        batches = (self._eval_transform(data_lib.gather(values, order[i * size:(i + 1) * size], self.device_))
                    for i in range(n_batches))
         recalibrate_batch_norm(self.model_, self.model_.cluster_logits, batches)
 

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from .data import gather
 from .networks import IMCSwAVNet
 from .objectives import logit_penalty, mutual_information_loss, swav_loss
 
@@ -174,7 +175,7 @@ class Trainer:
         index_batches = self.epoch_batches(data.shape[0], data.device)
         for step, index in enumerate(index_batches):
             weights = None if head_weights is None else head_weights[index].to(device, non_blocking=True)
-            step_terms = self.step(_gather(data, index, device), weights)
+            step_terms = self.step(gather(data, index, device), weights)
             terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
             totals += terms
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)
@@ -204,15 +205,6 @@ class Trainer:
         """Restore what :meth:`state_dict` returned."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates, self.epoch = int(state["updates"]), int(state["epoch"])
-
-
-def _gather(data: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``data[index]`` on ``device``. From host memory to a GPU, the rows are gathered into pinned memory
-    (PyTorch's caching host allocator) so that the copy is asynchronous."""
-    if data.device.type == "cpu" and device.type == "cuda":
-        batch = torch.empty((index.numel(), *data.shape[1:]), dtype=data.dtype, pin_memory=True)
-        return torch.index_select(data, 0, index, out=batch).to(device, non_blocking=True)
-    return data[index].to(device, non_blocking=True)
 
 
 @contextlib.contextmanager

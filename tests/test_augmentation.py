@@ -11,7 +11,7 @@ from scipy import stats
 from torchvision.transforms import RandomResizedCrop
 
 from imc_cluster.augmentation import (CropGroup, MultiCropAugmenter, adjust_hue, color_jitter, normalize,
-                                      sample_crop_boxes, sample_jitter_factors)
+                                      sample_crop_boxes, sample_jitter_factors, sample_jitter_orders)
 
 MEAN = (0.5, 0.4, 0.3)
 STD = (0.2, 0.25, 0.3)
@@ -187,6 +187,17 @@ def test_zero_jitter_strengths_give_neutral_factors():
     assert torch.equal(factors, torch.tensor(NEUTRAL).view(4, 1).expand(4, 100))
 
 
+def test_jitter_orders_are_uniform_permutations_per_image():
+    n = 24_000
+    orders = sample_jitter_orders(n, generator())
+    assert orders.shape == (n, 4) and orders.dtype == torch.int64
+    assert torch.equal(orders.sort(dim=1).values, torch.arange(4).expand(n, 4))
+    counts = Counter(map(tuple, orders.tolist()))
+    assert len(counts) == 24
+    assert stats.chisquare(list(counts.values())).pvalue > 0.01
+    assert torch.equal(orders, sample_jitter_orders(n, generator()))
+
+
 @pytest.mark.parametrize("probability", [0.0, 0.8, 1.0])
 def test_jitter_frequency(probability):
     batch = 2000
@@ -306,6 +317,26 @@ def test_color_jitter_applies_ops_in_order(order):
     assert torch.equal(copy, images)  # not in place by default
     reverse = color_jitter(images, factors, torch.tensor(order[::-1]))
     assert (reverse - jittered).abs().max() > 1e-2
+
+
+def test_color_jitter_applies_each_images_own_order():
+    images = colour_images(48)
+    factors = torch.rand(4, len(images), generator=generator()) * 1.2 + 0.4
+    factors[3] = torch.rand(len(images), generator=generator(1)) - 0.5
+    orders = sample_jitter_orders(len(images), generator(2))
+    orders[:4] = torch.tensor([[3, 0, 1, 2], [0, 1, 2, 3], [1, 3, 2, 0], [2, 1, 0, 3]])  # hue at every step
+    operations = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+    expected = []
+    for image, image_factors, order in zip(images, factors.T, orders.tolist()):
+        for op in order:
+            image = operations[op](image, float(image_factors[op]))
+        expected.append(image)
+    jittered = color_jitter(images, factors, orders)
+    torch.testing.assert_close(jittered, torch.stack(expected), atol=3 * LUMA_TOLERANCE, rtol=0)
+    other_order = (orders != orders[0]).any(dim=1)
+    shared = color_jitter(images, factors, orders[0])
+    changed = (shared - jittered)[other_order].abs().amax(dim=(1, 2, 3)) > 1e-3
+    assert changed.double().mean() > 0.8  # some orders commute, brightness and hue for instance
 
 
 # ------------------------------------------------------------------ crop, identity and normalisation

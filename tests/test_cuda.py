@@ -63,6 +63,13 @@ def test_pinned_host_data_train_like_resident_data(tiny, rgb_images, monkeypatch
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
 
 
+def test_gather_from_pinned_host_memory():
+    values = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8).pin_memory()
+    index = torch.randperm(50)[:16]
+    rows = data_lib.gather(values, index, torch.device("cuda"))
+    assert rows.is_cuda and torch.equal(rows.cpu(), values[index])
+
+
 def test_compile_on_cuda(tiny, rgb_images):
     images, _ = rgb_images
     est = tiny(device="cuda", compile=True, max_epochs=1).fit(images)
