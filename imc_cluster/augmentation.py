@@ -354,10 +354,20 @@ def color_jitter(images: torch.Tensor, factors: torch.Tensor, order: torch.Tenso
     -------
     torch.Tensor
         The adjusted images (``images`` itself when ``inplace``).
+
+    Raises
+    ------
+    ValueError
+        When ``factors`` or ``order`` does not have one of the shapes above.
     """
+    n = images.shape[0]
+    if tuple(factors.shape) != (4, n):
+        raise ValueError(f"factors must have shape (4, N) = (4, {n}), got {tuple(factors.shape)}.")
+    if tuple(order.shape) not in ((4,), (n, 4)):
+        raise ValueError(f"order must have shape (4,) or (N, 4) = ({n}, 4), got {tuple(order.shape)}.")
     if not inplace:
         images = images.clone()
-    blend, contrast, saturation = _blend_slots(order.expand(images.shape[0], 4), factors)
+    blend, contrast, saturation = _blend_slots(order.expand(n, 4), factors)
     for slot in range(len(blend)):
         if slot == len(blend) // 2 and images.shape[1] == 3:
             adjust_hue(images, factors[3], inplace=True)

@@ -339,6 +339,17 @@ def test_color_jitter_applies_each_images_own_order():
     assert changed.double().mean() > 0.8  # some orders commute, brightness and hue for instance
 
 
+@pytest.mark.parametrize("factors_shape, order_shape, match", [
+    ((4, 5), (5, 4), "factors must have shape"),
+    ((4, 6), (5, 4), "order must have shape"),
+    ((4, 6), (4, 6), "order must have shape"),
+])
+def test_color_jitter_rejects_mismatched_shapes(factors_shape, order_shape, match):
+    images = colour_images(6)
+    with pytest.raises(ValueError, match=match):
+        color_jitter(images, torch.ones(factors_shape), torch.zeros(order_shape, dtype=torch.long))
+
+
 # ------------------------------------------------------------------ crop, identity and normalisation
 
 
