@@ -37,22 +37,6 @@ def _all_reduce(tensor: torch.Tensor, group, op=None) -> torch.Tensor:
     return tensor
 
 
-class _DifferentiableSum(torch.autograd.Function):
-    """All-reduce (sum) whose backward all-reduces the gradient too: with every process computing the same
-    loss from the summed tensor, each gets ``world_size`` times its share of the global gradient, which the
-    usual averaging of parameter gradients across processes (DistributedDataParallel) turns into exactly
-    the global gradient."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor, group) -> torch.Tensor:
-        ctx.group = group
-        return _all_reduce(tensor.clone(), group)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return _all_reduce(grad.clone(), ctx.group), None
-
-
 def _global_batch_size(local: int, device: torch.device, group) -> int:
     if not _distributed(group):
         return local
@@ -200,7 +184,12 @@ def mutual_information_loss(
     joint = head_probs.transpose(1, 2).reshape(n_heads * n_clusters, batch) @ \
         target_probs.transpose(0, 1).reshape(batch, n_targets * n_prototypes)
     if _distributed(group):
-        joint = _DifferentiableSum.apply(joint, group)
+        # differentiable, unlike dist.all_reduce: the backward all-reduces the gradient too, so each process
+        # gets world_size times its share of the global gradient, which the averaging of parameter gradients
+        # across processes (DistributedDataParallel) turns into exactly the global gradient
+        from torch.distributed.nn.functional import all_reduce
+
+        joint = all_reduce(joint, group=group)
     joint = joint.view(n_heads, n_clusters, n_targets, n_prototypes).transpose(1, 2)  # (V, V', K, K')
     joint = joint / joint.sum(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
     p_y = joint.sum(dim=-1, keepdim=True)
