@@ -53,16 +53,6 @@ def _crop_size(name: str, value, fraction: float, height: int, width: int) -> tu
     return int(size[0]), int(size[1])
 
 
-class _Releasing(contextlib.AbstractContextManager):
-    """Context manager that releases an already acquired lock on exit."""
-
-    def __init__(self, lock: FileLock) -> None:
-        self.lock = lock
-
-    def __exit__(self, *exc_info) -> None:
-        self.lock.release()
-
-
 def _library_version() -> str:
     from . import __version__
 
@@ -631,11 +621,10 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             return contextlib.nullcontext()
         lock = FileLock(os.fspath(self.checkpoint_path) + ".lock", timeout=0)
         try:
-            lock.acquire()
+            return lock.acquire()  # a context manager that releases the lock on exit
         except Timeout:
             raise ValueError(f"Another process is training into {self.checkpoint_path} (its lock "
                              f"{lock.lock_file} is held); choose another checkpoint path.") from None
-        return _Releasing(lock)
 
     def _initialize(self, data: data_lib.PreparedData) -> None:
         """Fresh model, statistics and training state for a new fit."""
