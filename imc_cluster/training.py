@@ -174,7 +174,7 @@ class Trainer:
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         index_batches = self.epoch_batches(data.shape[0], data.device)
         for step, index in enumerate(index_batches):
-            weights = None if head_weights is None else head_weights[index].to(device, non_blocking=True)
+            weights = None if head_weights is None else gather(head_weights, index, device)
             step_terms = self.step(gather(data, index, device), weights)
             terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
             totals += terms
