@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from .datasets import DATASETS, ImageSet, load_dataset
 from .estimator import IMCSwAVClustering
+from .persistence import CheckpointError
 from .metrics import evaluate_clustering
 from .networks import RESNET_LAYOUTS
 
@@ -137,6 +137,13 @@ def _load(args) -> ImageSet:
         raise SystemExit(f"imc-cluster: {error}") from None
 
 
+def _load_checkpoint(path: str, device: str) -> IMCSwAVClustering:
+    try:
+        return IMCSwAVClustering.load(path, device=device)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise SystemExit(f"imc-cluster: {error}") from None
+
+
 def _test_split(data: ImageSet, args) -> tuple[np.ndarray, np.ndarray]:
     return _subset(data.test_images, data.test_labels, args.limit_test, seed=1)
 
@@ -174,7 +181,9 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[int, int], checkpo
 
 
 class EpochLog:
-    """After every epoch: one printed line, one JSON line in ``history.jsonl``, TensorBoard scalars."""
+    """After every epoch: one printed line, TensorBoard scalars, and ``history.jsonl`` rewritten from the
+    estimator's ``history_`` (one JSON line per epoch: a fresh run replaces an older run's file, a resumed
+    run continues its checkpoint's epochs)."""
 
     def __init__(self, output_dir: Path, total_epochs: int) -> None:
         self.history = output_dir / "history.jsonl"
@@ -187,8 +196,7 @@ class EpochLog:
               f"mi {record['mi']:.4f} reg {record['reg']:.4f} | test ACC {record.get('acc', float('nan')):.4f} "
               f"NMI {record.get('nmi', float('nan')):.4f} ARI {record.get('ari', float('nan')):.4f} | "
               f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s", flush=True)
-        with open(self.history, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        self.history.write_text("".join(json.dumps(r) + "\n" for r in estimator.history_))
         if self.writer is not None:
             for key, value in record.items():
                 if key != "epoch":
@@ -204,14 +212,16 @@ def _tensorboard(folder: Path):
     return SummaryWriter(str(folder))
 
 
-def train(args) -> IMCSwAVClustering:
-    """The ``train`` command: fit (or resume) and report every epoch."""
-    data = _load(args)
+def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
+    """The ``train`` command: fit (or resume) and report every epoch; ``data`` is the data set when the
+    caller has already loaded it."""
+    resumed = _load_checkpoint(args.cpt_load_path, _device(args.dev)) if args.cpt_load_path else None
+    data = data if data is not None else _load(args)
     output_dir = Path(args.output_dir)
     checkpoint = output_dir / args.cpt_name
     params = estimator_params(args, data.n_classes, data.crop_sizes, checkpoint)
-    if args.cpt_load_path:
-        estimator = IMCSwAVClustering.load(args.cpt_load_path, device=params["device"])
+    if resumed is not None:
+        estimator = resumed
         estimator.set_params(max_epochs=args.epochs, checkpoint_path=str(checkpoint), warm_start=True,
                              verbose=params["verbose"])
         print(f"resuming {args.cpt_load_path} at epoch {estimator.n_iter_} of {args.epochs}", flush=True)
@@ -227,10 +237,11 @@ def train(args) -> IMCSwAVClustering:
     return estimator
 
 
-def test(args) -> dict[str, float]:
-    """The ``test`` command: ACC/NMI/ARI (and top-5 ACC for C100) of a checkpoint on the test split."""
-    data = _load(args)
-    estimator = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
+def test(args, data: ImageSet | None = None) -> dict[str, float]:
+    """The ``test`` command: ACC/NMI/ARI (and top-5 ACC for C100) of a checkpoint on the test split;
+    ``data`` is the data set when the caller has already loaded it."""
+    estimator = _load_checkpoint(args.cpt_load_path, _device(args.dev))
+    data = data if data is not None else _load(args)
     images, labels = _test_split(data, args)
     proba = estimator.predict_proba(images)
     metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba, top_k=5 if data.name == "C100" else None)
@@ -251,7 +262,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     {"train": train, "test": test}[args.command](args)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -62,13 +62,28 @@ def test_train_resume_and_test_on_digits(tmp_path, capsys):
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2] and {"acc", "nmi", "ari", "swav", "mi"} <= set(history[1])
     straight = tmp_path / "straight"
+    straight.mkdir()
+    (straight / "history.jsonl").write_text('{"epoch": 7}\n')  # an older run's: a fresh run replaces it
     run(["train", *base, "--epochs", "2", "--output_dir", str(straight), "--cpt_name", "d.cpt"], capsys)
+    history = [json.loads(line) for line in (straight / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
     resumed, direct = (IMCSwAVClustering.load(p / "d.cpt") for p in (out, straight))
     for a, b in zip(resumed.model_.state_dict().values(), direct.model_.state_dict().values()):
         assert torch.equal(a, b)
     text = run(["test", "--dataset", "digits", "--path", str(tmp_path), "--cpt_load_path", str(out / "d.cpt")],
                capsys)
     assert text.startswith("ACC ") and "NMI" in text and "ARI" in text
+
+
+@pytest.mark.parametrize("command", ["train", "test"])
+def test_bad_checkpoint_is_a_clean_error_before_the_data_are_read(tmp_path, command):
+    missing, corrupt = tmp_path / "none.cpt", tmp_path / "corrupt.cpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    for checkpoint in (missing, corrupt):
+        # the data set path does not exist either: the checkpoint must be what the error names
+        argv = [command, "--dataset", "c10", "--path", str(tmp_path / "nothing"), "--cpt_load_path", str(checkpoint)]
+        with pytest.raises(SystemExit, match=str(checkpoint)):
+            main(argv)
 
 
 def test_missing_data_set_names_the_path(tmp_path):
