@@ -29,7 +29,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
-from .data import as_tensor, channel_statistics
+from .data import as_tensor, channel_statistics, to_uint8
 from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION
 
 __all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "load_dataset", "default_crop_sizes"]
@@ -408,7 +408,7 @@ def _load_folder(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]
 def _load_digits(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
     """scikit-learn's 1,797 8x8 digits, 0..16 scaled to 0..255; no split, so train = test = all."""
     digits = load_digits()
-    images = _split(np.rint(digits.images * (255.0 / 16.0))[..., None], digits.target)
+    images = _split(to_uint8(digits.images[..., None], (0.0, 16.0)), digits.target)
     return images, images, [str(name) for name in digits.target_names]
 
 
