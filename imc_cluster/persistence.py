@@ -31,7 +31,7 @@ class CheckpointError(ValueError):
 def check_writable(path: str | os.PathLike) -> Path:
     """Fail early, with a clear message, when ``path``'s folder cannot take a checkpoint."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if path.is_dir():
         raise ValueError(f"Checkpoint path {path} is a directory; give a file name.")
     try:
