@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from imc_cluster.cli import parse_args, test, train
+from imc_cluster.datasets import ImageSet, load_dataset
 
 #: SPEC.md: mean (std) of 15 runs, ResNet-18, 500 epochs, test split
 PUBLISHED = {
@@ -41,21 +42,21 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def run_seed(dataset: str, path: str, seed: int, extra: list[str], workdir: Path) -> dict:
-    """One ``train`` then ``test`` run; returns its metrics and costs."""
+def run_seed(data: ImageSet, dataset: str, path: str, seed: int, extra: list[str], workdir: Path) -> dict:
+    """One ``train`` then ``test`` run on the loaded ``data``; returns its metrics and costs."""
     output = workdir / f"seed{seed}"
     argv = ["train", "--dataset", dataset, "--path", path, "--seed", str(seed), "--output_dir", str(output),
             "--cpt_name", "model.cpt", "--quiet", *extra]
     args = parse_args(argv)
     start = time.perf_counter()
-    estimator = train(args)
+    estimator = train(args, data)
     wall = time.perf_counter() - start
     test_argv = ["test", "--dataset", dataset, "--path", path, "--cpt_load_path", str(output / "model.cpt")]
     if args.limit_test:
         test_argv += ["--limit_test", str(args.limit_test)]
     if args.dev:
         test_argv += ["--dev", args.dev]
-    metrics = test(parse_args(test_argv))
+    metrics = test(parse_args(test_argv), data)
     history = estimator.history_
     return {"seed": seed, **metrics, "epochs": estimator.n_iter_, "wall_seconds": wall,
             "images_per_second": float(np.mean([r["images_per_second"] for r in history])),
@@ -94,8 +95,9 @@ def main() -> None:
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then flags for imc-cluster train")
     args = parser.parse_args()
     extra = [a for a in args.train_args if a != "--"]
+    data = load_dataset(args.dataset, args.path)  # once, for every seed's train and test
     with tempfile.TemporaryDirectory() as workdir:
-        runs = [run_seed(args.dataset, args.path, seed, extra, Path(workdir)) for seed in args.seeds]
+        runs = [run_seed(data, args.dataset, args.path, seed, extra, Path(workdir)) for seed in args.seeds]
     name = (args.published or args.dataset).upper()
     note = args.note or f"{name}, imc-cluster train {' '.join(extra)}; seeds {args.seeds}; torch {torch.__version__}."
     text = table(name, runs, note)
