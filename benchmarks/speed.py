@@ -50,18 +50,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from imc_cluster import IMCSwAVClustering
-from imc_cluster.augmentation import CropGroup, MultiCropAugmenter, normalize
-from imc_cluster.data import channel_statistics
+from imc_cluster.augmentation import CropGroup, MultiCropAugmenter
+from imc_cluster.data import as_tensor
 from imc_cluster.datasets import load_dataset
-from imc_cluster.networks import IMCSwAVNet, ResNetEncoder
-from imc_cluster.objectives import logit_penalty, mutual_information_loss, swav_loss
-from imc_cluster.training import Trainer, TrainingConfig
+from imc_cluster.training import Trainer
 
-#: the views of SPEC "Views" on 32x32 images: 2 large and 4 small crops
-CROP_GROUPS = (CropGroup(2, (28, 28), (0.2, 1.0)), CropGroup(4, (18, 18), (0.08, 0.4)))
-#: colour jitter strengths (brightness, contrast, saturation, hue) and the view probabilities
-JITTER = (0.4, 0.4, 0.4, 0.1)
-FLIP_PROB, JITTER_PROB, GRAYSCALE_PROB = 0.5, 0.8, 0.25
 N_CLUSTERS = 10
 #: shape (N, H, W, C) of the random train and test images used when no data set is found
 FALLBACK_SHAPES = ((50_000, 32, 32, 3), (10_000, 32, 32, 3))
@@ -146,12 +139,10 @@ class Settings:
 
 @dataclass
 class Data:
-    """uint8 ``(N, H, W, C)`` train and test images, their training mean and std, and where they came from."""
+    """uint8 ``(N, H, W, C)`` train and test images, and where they came from."""
 
     train: np.ndarray
     test: np.ndarray
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
     source: str
 
 
@@ -199,23 +190,35 @@ def load_data(path: str) -> Data:
     """The CIFAR-10 ImageFolder tree at ``path`` or, when there is none, random images of its shape."""
     if Path(path).is_dir():
         images = load_dataset("folder", path)
-        return Data(images.train_images, images.test_images, images.mean, images.std,
-                    f"CIFAR-10 JPEG ImageFolder at {path}")
+        return Data(images.train_images, images.test_images, f"CIFAR-10 JPEG ImageFolder at {path}")
     rng = np.random.default_rng(0)
     train, test = (rng.integers(0, 256, shape, dtype=np.uint8) for shape in FALLBACK_SHAPES)
-    mean, std = channel_statistics(torch.from_numpy(train).permute(0, 3, 1, 2))
-    return Data(train, test, tuple(mean), tuple(std), f"random uint8 images (no data set at {path})")
+    return Data(train, test, f"random uint8 images (no data set at {path})")
 
 
 def channels_first(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, C)`` array as a contiguous ``(N, C, H, W)`` tensor."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    """uint8 ``(N, H, W, C)`` array as an ``(N, C, H, W)`` tensor over the same memory (a channels-last
+    view), as ``IMCSwAVClustering`` prepares images."""
+    return as_tensor(images).permute(0, 3, 1, 2)
 
 
-def make_augmenter(data: Data) -> MultiCropAugmenter:
-    """Our batched multi-crop augmenter with the SPEC views and the data's normalisation."""
-    return MultiCropAugmenter(CROP_GROUPS, data.mean, data.std, flip_prob=FLIP_PROB, jitter=JITTER,
-                              jitter_prob=JITTER_PROB, grayscale_prob=GRAYSCALE_PROB)
+def benchmark_estimator(settings: Settings, **params) -> IMCSwAVClustering:
+    """An estimator of the benchmark configuration on the settings' device (``params`` override it)."""
+    configuration = {"backbone_width": settings.width, "n_prototypes": settings.n_prototypes,
+                     "head_hidden_dim": settings.head_hidden_dim, "batch_size": settings.batch_size,
+                     "device": settings.device, "random_state": 0}
+    return IMCSwAVClustering(N_CLUSTERS, **{**configuration, **params})
+
+
+def build_trainer(data: Data, settings: Settings, n_prototypes: int) -> Trainer:
+    """The trainer that ``IMCSwAVClustering.fit`` builds for the benchmark configuration, with
+    ``n_prototypes`` prototypes: its network, views, normalisation, precision and memory format."""
+    estimator = benchmark_estimator(settings, n_prototypes=n_prototypes)
+    estimator._check_params()
+    prepared = estimator._prepare(data.train, reset=True)
+    estimator.device_ = estimator._resolve_device()
+    estimator._initialize(prepared)
+    return estimator._trainer(prepared)
 
 
 def synchronize(device: torch.device) -> None:
@@ -302,13 +305,13 @@ class PerImageViews(Dataset):
     ----------
     images : ndarray
         uint8 ``(N, H, W, 3)`` images.
-    mean, std : sequence of float
-        Per-channel normalisation.
+    augmenter : MultiCropAugmenter
+        The batched augmenter whose views (groups, probabilities, strengths, normalisation) to make.
     """
 
-    def __init__(self, images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, images: np.ndarray, augmenter: MultiCropAugmenter) -> None:
         self.images = [Image.fromarray(image) for image in images]
-        self.views = [per_image_transform(group, mean, std) for group in CROP_GROUPS
+        self.views = [per_image_transform(group, augmenter) for group in augmenter.groups
                       for _ in range(group.n_crops)]
 
     def __len__(self) -> int:
@@ -319,22 +322,22 @@ class PerImageViews(Dataset):
         return tuple(view(image) for view in self.views)
 
 
-def per_image_transform(group: CropGroup, mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
-    """torchvision's per-image equivalent of one view of ``group``."""
+def per_image_transform(group: CropGroup, augmenter: MultiCropAugmenter) -> transforms.Compose:
+    """torchvision's per-image equivalent of one view of ``group`` made by ``augmenter``."""
     return transforms.Compose([
-        transforms.RandomResizedCrop(group.size, scale=group.scale),
-        transforms.RandomHorizontalFlip(FLIP_PROB),
-        transforms.RandomApply([transforms.ColorJitter(*JITTER)], p=JITTER_PROB),
-        transforms.RandomGrayscale(GRAYSCALE_PROB),
+        transforms.RandomResizedCrop(group.size, scale=group.scale, ratio=augmenter.ratio),
+        transforms.RandomHorizontalFlip(augmenter.flip_prob),
+        transforms.RandomApply([transforms.ColorJitter(*augmenter.jitter)], p=augmenter.jitter_prob),
+        transforms.RandomGrayscale(augmenter.grayscale_prob),
         transforms.ToTensor(),
-        transforms.Normalize(mean, std),
+        transforms.Normalize(augmenter.mean, augmenter.std),
     ])
 
 
 def augmentation_benchmark(data: Data, settings: Settings) -> dict:
     """Images per second of our augmenter and of the per-image torchvision DataLoader (section a)."""
     device, batch = torch.device(settings.device), settings.batch_size
-    augmenter = make_augmenter(data)
+    augmenter = build_trainer(data, settings, settings.n_prototypes).augment
     pool = channels_first(data.train[:AUGMENT_POOL]).to(device)
     generator = torch.Generator(device).manual_seed(0)
 
@@ -344,7 +347,7 @@ def augmentation_benchmark(data: Data, settings: Settings) -> dict:
             augmenter(pool[index], generator)
 
     workers = os.cpu_count() or 1
-    loader = DataLoader(PerImageViews(data.train[:settings.torchvision_images], data.mean, data.std),
+    loader = DataLoader(PerImageViews(data.train[:settings.torchvision_images], augmenter),
                         batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=True,
                         drop_last=True)
     samples = interleaved_times({"ours": ours, "torchvision": lambda: sum(1 for _ in loader)}, device,
@@ -360,63 +363,37 @@ def augmentation_benchmark(data: Data, settings: Settings) -> dict:
 # ---------------------------------------------------------------- b) training step
 
 
-def build_trainer(data: Data, settings: Settings, n_prototypes: int) -> Trainer:
-    """A trainer of the benchmark network, with ``n_prototypes`` prototypes, on the settings' device."""
-    device = torch.device(settings.device)
-    torch.manual_seed(0)
-    encoder = ResNetEncoder("resnet18", data.train.shape[-1], settings.width)
-    model = IMCSwAVNet(encoder, N_CLUSTERS, n_prototypes, head_hidden_dim=settings.head_hidden_dim).to(device)
-    autocast_dtype = torch.bfloat16 if device.type == "cuda" else None  # as IMCSwAVClustering trains
-    return Trainer(model, make_augmenter(data), TrainingConfig(batch_size=settings.batch_size),
-                   torch.Generator(device).manual_seed(0), autocast_dtype=autocast_dtype)
-
-
-def autocast(trainer: Trainer, device: torch.device) -> torch.autocast:
-    """The autocast context in which the trainer runs its networks."""
-    return torch.autocast(device.type, dtype=trainer.autocast_dtype or torch.float32,
-                          enabled=trainer.autocast_dtype is not None)
-
-
-def objective(config: TrainingConfig, scores: list[torch.Tensor], logits: list[torch.Tensor]) -> torch.Tensor:
-    """The training loss from the networks' outputs: the three objectives, as ``Trainer.losses`` sums them."""
-    swav = swav_loss(scores, config.n_large_views, config.temperature, config.sinkhorn_epsilon,
-                     config.sinkhorn_iterations)
-    mi = mutual_information_loss(logits, scores, config.temperature, config.marginal_weight)
-    return swav + mi + logit_penalty(logits, config.logit_penalty, config.logit_threshold)
-
-
 def forward_backward(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -> None:
     """The networks' forward and backward passes alone, with the sum of every output as the loss."""
     trainer.model.zero_grad(set_to_none=True)
-    with autocast(trainer, views[0].device):
+    with trainer.autocast():
         scores, logits = trainer.model(views, batch_size)
     torch.stack([output.float().sum() for output in scores + logits]).sum().backward()
 
 
 def leaf_outputs(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -> list[list[torch.Tensor]]:
     """The networks' scores and logits of ``views``, as float32 leaves that require a gradient."""
-    with torch.no_grad(), autocast(trainer, views[0].device):
+    with torch.no_grad(), trainer.autocast():
         outputs = trainer.model(views, batch_size)
     return [[part.float().requires_grad_() for part in parts] for parts in outputs]
 
 
-def objective_backward(config: TrainingConfig, scores: list[torch.Tensor],
-                       logits: list[torch.Tensor]) -> None:
+def objective_backward(trainer: Trainer, scores: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
     """The objectives' forward and backward (Sinkhorn, SwAV, mutual information, penalty) alone."""
     for leaf in scores + logits:
         leaf.grad = None
-    objective(config, scores, logits).backward()
+    trainer.objectives(scores, logits)["loss"].backward()
 
 
 def step_tasks(trainer: Trainer, batch: torch.Tensor) -> dict[str, Callable[[], object]]:
     """The full step and its parts, as tasks for :func:`interleaved_times`."""
-    views = trainer.augment(batch, trainer.generator)
+    views = trainer.views(batch)
     scores, logits = leaf_outputs(trainer, views, batch.shape[0])
     return {
         "step": lambda: trainer.step(batch),
-        "augment": lambda: trainer.augment(batch, trainer.generator),
+        "augment": lambda: trainer.views(batch),
         "forward_backward": lambda: forward_backward(trainer, views, batch.shape[0]),
-        "objectives": lambda: objective_backward(trainer.config, scores, logits),
+        "objectives": lambda: objective_backward(trainer, scores, logits),
         "optimizer": trainer.optimizer.step,
     }
 
@@ -463,31 +440,19 @@ def step_benchmark(data: Data, settings: Settings) -> dict:
 # ---------------------------------------------------------------- c) predict and memory
 
 
-def plain_forward(estimator: IMCSwAVClustering, images: torch.Tensor) -> None:
-    """The fitted network on normalised batches alone: what ``predict`` costs without its input handling."""
-    model, device = estimator.model_, estimator.device_
-    model.eval()
-    with torch.no_grad():
-        for batch in images.split(estimator.batch_size):
-            batch = normalize(batch.to(device), estimator.pixel_mean_, estimator.pixel_std_)
-            model.cluster_logits(batch).argmax(dim=1).cpu()
-
-
 def predict_benchmark(data: Data, settings: Settings) -> dict:
     """Predict throughput of a briefly fitted estimator of the benchmark configuration (section c)."""
     fit_images = data.train[:settings.predict_fit_batches * settings.batch_size]
-    network = {"backbone_width": settings.width, "n_prototypes": settings.n_prototypes,
-               "head_hidden_dim": settings.head_hidden_dim}
-    estimator = IMCSwAVClustering(N_CLUSTERS, **network, batch_size=settings.batch_size, max_epochs=1,
-                                  device=settings.device, random_state=0)
+    estimator = benchmark_estimator(settings, max_epochs=1)
     start = time.perf_counter()
     estimator.fit(fit_images)
     fit_seconds = time.perf_counter() - start
     images = data.test[:settings.predict_images]
     tensors = channels_first(images)
     estimator.predict(images[:settings.batch_size])  # warm-up
+    # "network": predict without its input handling, on the images as predict prepares them
     samples = interleaved_times({"predict": lambda: estimator.predict(images),
-                                 "network": lambda: plain_forward(estimator, tensors)},
+                                 "network": lambda: estimator._forward(tensors, estimator.model_.cluster_logits)},
                                 torch.device(settings.device), 0, settings.predict_repeats)
     rates = {name: len(images) / seconds for name, seconds in medians(samples).items()}
     return {"images_per_second": rates, "fit_images": len(fit_images), "fit_seconds": fit_seconds,
@@ -559,7 +524,7 @@ def fit_in_subprocess(job: FitJob) -> dict:
 def saved_activation_bytes(trainer: Trainer, batch: torch.Tensor) -> int:
     """Bytes of the tensors that the networks' forward pass on one batch of views keeps for the backward
     pass, parameters excluded."""
-    views = trainer.augment(batch, trainer.generator)
+    views = trainer.views(batch)
     parameters = {parameter.untyped_storage().data_ptr() for parameter in trainer.model.parameters()}
     storages: dict[int, int] = {}
 
@@ -570,7 +535,7 @@ def saved_activation_bytes(trainer: Trainer, batch: torch.Tensor) -> int:
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        with autocast(trainer, batch.device):
+        with trainer.autocast():
             trainer.model(views, batch.shape[0])
     return sum(storages.values())
 
@@ -639,8 +604,10 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-def verdict(met: bool) -> str:
-    """How a figure compares with its target."""
+def verdict(met: bool, device: str) -> str:
+    """How a figure compares with its target; the targets are the CPU's, so a GPU run is not judged."""
+    if device != "cpu":
+        return f"not judged on {device}"
     return "met" if met else "NOT met"
 
 
@@ -679,7 +646,7 @@ def contention_line(shares: dict[str, float]) -> str:
     return f"- CPU capacity taken by other processes and hypervisor steal, per section: {figures}.{warning}"
 
 
-def augmentation_section(a: dict, batch: int) -> list[str]:
+def augmentation_section(a: dict, batch: int, device: str) -> list[str]:
     """Section a): both pipelines' throughput and their ratio."""
     rates = a["images_per_second"]
     return [
@@ -687,17 +654,18 @@ def augmentation_section(a: dict, batch: int) -> list[str]:
         "",
         "| pipeline | images/s |",
         "|---|---:|",
-        f"| `MultiCropAugmenter`, batches of {batch} uint8 tensors, main process | {rates['ours']:,.0f} |",
+        f"| `MultiCropAugmenter`, batches of {batch} uint8 tensors on {device}, main process "
+        f"| {rates['ours']:,.0f} |",
         f"| torchvision per image (PIL), DataLoader with {a['workers']} workers, batch {batch} "
         f"| {rates['torchvision']:,.0f} |",
         "",
         f"Ratio {a['speedup']:.1f}x (CPU target >= {AUGMENT_SPEEDUP_TARGET:.0f}x: "
-        f"{verdict(a['speedup'] >= AUGMENT_SPEEDUP_TARGET)}).",
+        f"{verdict(a['speedup'] >= AUGMENT_SPEEDUP_TARGET, device)}).",
         "",
     ]
 
 
-def step_section(b: dict, batch: int) -> list[str]:
+def step_section(b: dict, batch: int, device: str) -> list[str]:
     """Section b): step throughput, its breakdown, its operation counts and the share outside the networks."""
     seconds, counts = b["median_seconds"], b.get("operations", {})
     rows = [("augmentation (`MultiCropAugmenter`)", "augment"),
@@ -723,7 +691,7 @@ def step_section(b: dict, batch: int) -> list[str]:
         f"| {b['rest_seconds'] / seconds['step']:.1%} | - |",
         "",
         f"Share outside the networks' forward and backward: 1 - fwd+bwd / step = **{share:.1%}** "
-        f"(CPU target <= {OUTSIDE_SHARE_TARGET:.0%}: {verdict(share <= OUTSIDE_SHARE_TARGET)}). The parts "
+        f"(CPU target <= {OUTSIDE_SHARE_TARGET:.0%}: {verdict(share <= OUTSIDE_SHARE_TARGET, device)}). The parts "
         f"timed on their own (augmentation + objectives + Adam) add up to {b['outside_share_of_parts']:.1%} "
         "of the step; the *rest* row, a difference, also carries the timing noise of the two large figures. "
         "On a GPU, every ATen operation costs the host a kernel launch of some microseconds whatever its "
@@ -742,7 +710,7 @@ def memory_row(record: dict, label: str) -> str:
     options = ", ".join(f"{name}={value!r}" for name, value in record.get("params", {}).items()) or "defaults"
     return (f"| {label}; {options} | {mb(record['rss_after_imports'])} | {mb(record['rss_before_fit'])} | "
             f"{mb(record['peak_rss_fit'] - record['rss_before_fit'])} | {mb(record['peak_rss_fit'])} | "
-            f"{mb(peak)} | {cuda} | {step} | {mb(limit)}: {verdict(peak <= limit)} |")
+            f"{mb(peak)} | {cuda} | {step} | {mb(limit)}: {verdict(peak <= limit, record['device'])} |")
 
 
 def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list[str]:
@@ -875,11 +843,11 @@ SCALING_NOTES = [
 
 def report(results: dict) -> str:
     """The markdown report of ``results``."""
-    settings, batch = results["settings"], results["settings"]["batch_size"]
+    settings, batch, device = results["settings"], results["settings"]["batch_size"], results["settings"]["device"]
     sweep = results["size_sweep"]
     full_fit = next((r for r in sweep if r["n_images"] == results["memory"]["n_images"]), None)
-    lines = (header(results) + augmentation_section(results["augmentation"], batch)
-             + step_section(results["step"], batch)
+    lines = (header(results) + augmentation_section(results["augmentation"], batch, device)
+             + step_section(results["step"], batch, device)
              + predict_memory_section(results["predict"], results["memory"], full_fit)
              + size_section(sweep, settings) + prototype_section(results["prototype_sweep"], batch)
              + SCALING_NOTES + [f"Total benchmark time: {results['total_seconds'] / 60:.1f} min."])

@@ -101,14 +101,20 @@ class Trainer:
         decay = cfg.lr_gamma ** bisect.bisect_right(sorted(cfg.lr_milestones), self.epoch)
         return cfg.learning_rate * warmup * decay
 
-    def losses(self, views: Sequence[torch.Tensor], batch_size: int,
-               head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The loss terms of one batch of views; ``head_weights`` (B,) restricts the head's terms."""
+    def autocast(self) -> torch.autocast:
+        """The mixed-precision context in which the networks run (disabled for float32 training)."""
+        return torch.autocast(self.generator.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def views(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The augmented view groups of a batch of raw samples, image views in the networks' memory format."""
+        return [v.contiguous(memory_format=self.memory_format) if v.dim() == 4 else v
+                for v in self.augment(batch, self.generator)]
+
+    def objectives(self, scores: Sequence[torch.Tensor], logits: Sequence[torch.Tensor],
+                   head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms from the networks' outputs; ``head_weights`` (B,) restricts the head's terms."""
         cfg = self.config
-        device_type = views[0].device.type
-        with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
-            scores, logits = self.forward(views, batch_size)
         swav = swav_loss(scores, cfg.n_large_views, cfg.temperature, cfg.sinkhorn_epsilon,
                          cfg.sinkhorn_iterations, self.group)
         mi = mutual_information_loss(logits, scores, cfg.temperature, cfg.marginal_weight,
@@ -116,14 +122,19 @@ class Trainer:
         reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold, weights=head_weights)
         return {"loss": swav + mi + reg, "swav": swav, "mi": mi, "reg": reg}
 
+    def losses(self, views: Sequence[torch.Tensor], batch_size: int,
+               head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch of views; ``head_weights`` (B,) restricts the head's terms."""
+        with self.autocast():
+            scores, logits = self.forward(views, batch_size)
+        return self.objectives(scores, logits, head_weights)
+
     def step(self, batch: torch.Tensor, head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One optimiser update on a batch of raw samples; returns the detached loss terms."""
         self.model.normalize_prototypes()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        views = [v.contiguous(memory_format=self.memory_format) if v.dim() == 4 else v
-                 for v in self.augment(batch, self.generator)]
-        terms = self.losses(views, batch.shape[0], head_weights)
+        terms = self.losses(self.views(batch), batch.shape[0], head_weights)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.updates < self.config.warmup_updates:
