@@ -38,6 +38,8 @@ BF16_DENSE_PEAKS = (("H200 NVL", 835e12), ("H200", 989.4e12), ("H100 NVL", 835e1
 #: epochs of the published schedule, to project the full training time
 PUBLISHED_EPOCHS = 500
 TARGET_EPOCH_SECONDS = 10.0
+#: CIFAR-10's training images, the size the target is set for
+FULL_TRAIN = 50_000
 
 
 def bf16_peak(device_name: str, override_tflops: float | None) -> float | None:
@@ -83,7 +85,7 @@ def time_mode(train: np.ndarray, test: np.ndarray, epochs: int, batch_size: int,
     predict_seconds = time.perf_counter() - start
     seconds = [record["seconds"] for record in estimator.history_]
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
-    images = (len(train) // batch_size) * batch_size
+    images = round(estimator.history_[0]["images_per_second"] * seconds[0])  # the trainer's images per epoch
     return {"compile": compile, "epoch_seconds": seconds, "first_epoch_seconds": seconds[0],
             "steady_epoch_seconds": steady, "images_per_second": images / steady,
             "fit_seconds": fit_seconds, "outside_epochs_seconds": fit_seconds - sum(seconds),
@@ -91,6 +93,14 @@ def time_mode(train: np.ndarray, test: np.ndarray, epochs: int, batch_size: int,
             "losses": [record["loss"] for record in estimator.history_],
             "cuda_max_allocated": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
             "flops_per_image": flops_per_image(estimator, tuple(estimator.input_shape_))}
+
+
+def target_verdict(results: dict) -> str:
+    """Whether the fastest mode meets the epoch target; only a full run on a GPU is judged."""
+    if results["n_train"] != FULL_TRAIN or results["device_name"] == "CPU":
+        return "not judged: a --limit or CPU run"
+    fastest = min(mode["steady_epoch_seconds"] for mode in results["modes"])
+    return "met" if fastest < TARGET_EPOCH_SECONDS else "NOT met"
 
 
 def report(results: dict) -> str:
@@ -117,8 +127,8 @@ def report(results: dict) -> str:
               f"Peak used for MFU: {peak / 1e12:.0f} TFLOP/s dense bf16." if peak else
               f"Model FLOPs per training image: {flops / 1e9:.2f} GFLOP; the GPU's peak is unknown "
               "(pass --peak-tflops).",
-              f"Target: an epoch under {TARGET_EPOCH_SECONDS:.0f} s "
-              f"({'met' if min(m['steady_epoch_seconds'] for m in results['modes']) < TARGET_EPOCH_SECONDS else 'NOT met'})."]
+              f"Target: an epoch of the {FULL_TRAIN:,} training images under {TARGET_EPOCH_SECONDS:.0f} s on a GPU "
+              f"({target_verdict(results)})."]
     return "\n".join(lines) + "\n"
 
 
