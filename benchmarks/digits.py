@@ -22,10 +22,11 @@ from sklearn.mixture import GaussianMixture
 
 from imc_cluster import IMCSwAVClustering, evaluate_clustering
 from imc_cluster.cli import estimator_params, parse_args
+from imc_cluster.datasets import default_crop_sizes
 
 #: the settings of ``imc-cluster train --dataset digits`` (its preset in imc_cluster.cli.PRESETS)
 DIGITS_CONFIG = {**estimator_params(parse_args(["train", "--dataset", "digits", "--quiet"]), n_clusters=10,
-                                    crop_sizes=(8, 6)),
+                                    crop_sizes=default_crop_sizes(8, 8)),
                  "image_shape": (8, 8), "device": "cpu"}
 
 
