@@ -12,9 +12,10 @@ b) training-step throughput (``Trainer.step``) and the share of the step spent o
 c) ``IMCSwAVClustering.predict`` throughput, and the peak memory of ``fit`` on the 50,000 training images,
    measured in fresh subprocesses, with the defaults and with the memory-saving options (bf16, activation
    checkpointing), and what later epochs add with and without a checkpoint file;
-d) how fit and predict time grow with the number of images, and step time with the number of prototypes.
+d) how fit and predict time grow with the number of images, and step and objective time with the number
+   of prototypes (with the cost per element of an elementwise pass, which shows the caches' part).
 
-    python benchmarks/speed.py                                      # about 6 minutes on a 2-core CPU
+    python benchmarks/speed.py                                      # about 8 minutes on a 2-core CPU
     python benchmarks/speed.py --quick                              # smoke run, under 2 minutes
     python benchmarks/speed.py --output benchmarks/results/speed_cpu  # also writes .md and .json
 
@@ -29,6 +30,7 @@ come from ``/proc/self/status`` (Linux).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -75,10 +77,12 @@ LATER_EPOCHS_IMAGES, LATER_EPOCHS = 512, 3
 AUGMENT_POOL = 8192
 
 #: run sizes of the default run and of ``--quick``
-FULL_RUN = {"warmup": 2, "repeats": 7, "sweep_repeats": 3, "augment_batches": 20, "torchvision_images": 2560,
+FULL_RUN = {"warmup": 2, "repeats": 7, "sweep_repeats": 3, "objective_repeats": 25, "augment_batches": 20,
+            "torchvision_images": 2560,
             "predict_fit_batches": 4, "predict_images": 1024, "predict_repeats": 3, "memory_steps": 5,
             "sizes": (1000, 5000, 20000, 50000), "prototypes": (100, 1000, 3000, 10000)}
-QUICK_RUN = {"warmup": 1, "repeats": 3, "sweep_repeats": 1, "augment_batches": 4, "torchvision_images": 640,
+QUICK_RUN = {"warmup": 1, "repeats": 3, "sweep_repeats": 1, "objective_repeats": 3, "augment_batches": 4,
+             "torchvision_images": 640,
              "predict_fit_batches": 2, "predict_images": 256, "predict_repeats": 1, "memory_steps": 2,
              "sizes": (1000, 2000), "prototypes": (100, 1000)}
 
@@ -102,7 +106,10 @@ class Settings:
     warmup, repeats : int
         Untimed and timed repetitions of sections a) and b).
     sweep_repeats : int
-        Timed repetitions (after one warm-up) of every point of the prototype sweep.
+        Timed steps (after one warm-up) of every point of the prototype sweep.
+    objective_repeats : int
+        Timed runs (after three warm-up ones) of the objectives, and of the elementwise pass, of every point
+        of the prototype sweep: they take milliseconds, so many runs cost little and steady the medians.
     augment_batches : int
         Batches augmented in one timed repetition of our augmenter.
     torchvision_images : int
@@ -127,6 +134,7 @@ class Settings:
     warmup: int
     repeats: int
     sweep_repeats: int
+    objective_repeats: int
     augment_batches: int
     torchvision_images: int
     predict_fit_batches: int
@@ -574,14 +582,22 @@ def size_sweep(data: Data, settings: Settings) -> list[dict]:
 
 
 def prototype_sweep(data: Data, settings: Settings) -> list[dict]:
-    """Step and objective times of the benchmark network for every number of prototypes."""
+    """Step and objective times of the benchmark network for every number of prototypes, with the time of
+    one elementwise pass (a division) over float32 scores of the views' shape: its cost per element shows
+    how much of any super-linear growth of the objectives is the memory hierarchy rather than arithmetic."""
     device, batch = torch.device(settings.device), training_batch(data, settings)
     records = []
     for n_prototypes in settings.prototypes:
-        tasks = step_tasks(build_trainer(data, settings, n_prototypes), batch)
-        samples = interleaved_times({name: tasks[name] for name in ("step", "objectives")}, device, 1,
-                                    settings.sweep_repeats)
-        records.append({"n_prototypes": n_prototypes, "median_seconds": medians(samples), "seconds": samples})
+        trainer = build_trainer(data, settings, n_prototypes)
+        tasks = step_tasks(trainer, batch)
+        n_views = sum(group.n_crops for group in trainer.augment.groups)
+        scores = torch.randn(n_views * settings.batch_size, n_prototypes, device=device)
+        samples = interleaved_times({"step": tasks["step"]}, device, 1, settings.sweep_repeats)
+        samples |= interleaved_times({"objectives": tasks["objectives"],
+                                      "elementwise": functools.partial(torch.div, scores, 0.1)},
+                                     device, 3, settings.objective_repeats)
+        records.append({"n_prototypes": n_prototypes, "score_elements": scores.numel(),
+                        "median_seconds": medians(samples), "seconds": samples})
     return records
 
 
@@ -593,11 +609,24 @@ def marginal_costs(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
 # ---------------------------------------------------------------- the report
 
 
+def cpu_caches() -> str:
+    """The first CPU's data caches from sysfs, such as "L1 48K, L2 1024K, L3 32768K (shared by 2 CPUs)"."""
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        if (index / "type").read_text().strip() == "Instruction":
+            continue
+        shared = (index / "shared_cpu_map").read_text().strip().replace(",", "")
+        sharing = bin(int(shared, 16)).count("1")
+        caches.append(f"L{(index / 'level').read_text().strip()} {(index / 'size').read_text().strip()}"
+                      + (f" (shared by {sharing} CPUs)" if sharing > 1 else ""))
+    return ", ".join(caches) or "unknown"
+
+
 def machine() -> dict:
-    """CPU model, cores, library versions, device and load of this machine."""
+    """CPU model, cores, caches, library versions, device and load of this machine."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or platform.machine())
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "caches": cpu_caches(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -631,7 +660,7 @@ def header(results: dict) -> list[str]:
         f"{s['head_hidden_dim']}, {N_CLUSTERS} clusters; 2 x 28x28 + 4 x 18x18 crops of 32x32 RGB images; "
         f"batch {s['batch_size']}.",
         f"- Timing: wall-clock medians; a) and b) of {s['repeats']} repetitions after {s['warmup']} warm-up "
-        f"ones, predict of {s['predict_repeats']}, the prototype sweep of {s['sweep_repeats']} after 1; "
+        f"ones, predict of {s['predict_repeats']}, the prototype sweep as its section says; "
         "compared tasks take turns within every repetition.",
         contention_line(results["others_cpu_share"]),
         "",
@@ -803,26 +832,41 @@ def size_section(records: list[dict], settings: dict) -> list[str]:
     return lines + ["", f"Growth with N: fit {fits}; predict {predicts}.", ""]
 
 
-def prototype_section(records: list[dict], batch: int) -> list[str]:
-    """Section d), second part: step and objective times against the number of prototypes."""
+def prototype_section(records: list[dict], settings: dict, caches: str) -> list[str]:
+    """Section d), second part: step and objective times against the number of prototypes, and the cost per
+    element of an elementwise pass over scores of the same size."""
+    batch = settings["batch_size"]
     counts = [r["n_prototypes"] for r in records]
     steps = [r["median_seconds"]["step"] for r in records]
     objectives = [r["median_seconds"]["objectives"] for r in records]
+    per_element = [r["median_seconds"]["elementwise"] / r["score_elements"] for r in records]
     step_slopes, objective_slopes = marginal_costs(counts, steps), marginal_costs(counts, objectives)
     lines = [
         f"## d) Scaling with the number of prototypes K' (benchmark network, batch {batch})",
         "",
+        f"Step: median of {settings['sweep_repeats']}; objectives (forward and backward) and the elementwise "
+        f"pass (one division over float32 scores of all the views, {batch} x views x K'): medians of "
+        f"{settings['objective_repeats']}. CPU caches: {caches}.",
+        "",
         "| K' | step ms | images/s | objectives ms | marginal step ms per 1k K' "
-        "| marginal objectives ms per 1k K' |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| marginal objectives ms per 1k K' | scores MB | elementwise ns per element |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for index, count in enumerate(counts):
+    for index, (count, record) in enumerate(zip(counts, records)):
         slopes = (f"{step_slopes[index - 1] * 1e6:.1f} | {objective_slopes[index - 1] * 1e6:.1f}" if index
                   else "- | -")
         lines.append(f"| {count:,} | {steps[index] * 1e3:,.0f} | {batch / steps[index]:,.1f} | "
-                     f"{objectives[index] * 1e3:,.1f} | {slopes} |")
+                     f"{objectives[index] * 1e3:,.1f} | {slopes} | {record['score_elements'] * 4e-6:,.1f} | "
+                     f"{per_element[index] * 1e9:.2f} |")
+    cheapest = int(np.argmin(per_element))
     return lines + ["", f"Growth with K': step {growth(counts, steps)}; objectives "
-                        f"{growth(counts, objectives)}.", ""]
+                        f"{growth(counts, objectives)}. An elementwise pass costs "
+                        f"{per_element[-1] / per_element[cheapest]:.2f} times as much per element at K' = "
+                        f"{counts[-1]:,} as at its cheapest (K' = {counts[cheapest]:,}; small passes pay a fixed "
+                        "cost per call): the arithmetic per element is the same, so a ratio above 1 is memory "
+                        "traffic (the scores outgrow "
+                        "the caches); the objectives are mostly such passes (softmaxes, Sinkhorn's scalings, "
+                        "the losses' products).", ""]
 
 
 #: a last marginal cost above this multiple of the first is reported as super-linear growth
@@ -849,7 +893,8 @@ def report(results: dict) -> str:
     lines = (header(results) + augmentation_section(results["augmentation"], batch, device)
              + step_section(results["step"], batch, device)
              + predict_memory_section(results["predict"], results["memory"], full_fit)
-             + size_section(sweep, settings) + prototype_section(results["prototype_sweep"], batch)
+             + size_section(sweep, settings)
+             + prototype_section(results["prototype_sweep"], settings, results["machine"]["caches"])
              + SCALING_NOTES + [f"Total benchmark time: {results['total_seconds'] / 60:.1f} min."])
     return "\n".join(lines) + "\n"
 
