@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torchvision.datasets import FakeData, ImageFolder
 
-from imc_cluster import IMCSwAVClustering, cluster_accuracy
+from imc_cluster import cluster_accuracy
 from imc_cluster.training import LOSS_TERMS
 
 

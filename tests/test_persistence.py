@@ -1,6 +1,5 @@
 """save/load, pickle and joblib round trips, safe loading, atomic checkpoints and exact resume."""
 
-import os
 import pickle
 
 import joblib

@@ -1,6 +1,5 @@
 """Crashes and divergence: SIGKILL mid-epoch and resume, NaN losses, two processes on one checkpoint."""
 
-import os
 import signal
 import subprocess
 import sys
