@@ -15,9 +15,12 @@ import torch
 from sklearn.utils.validation import check_array
 
 __all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
-           "pixel_range", "to_uint8", "as_tensor", "channel_statistics", "place", "gather", "batches"]
+           "pixel_range", "to_uint8", "as_tensor", "channel_statistics", "place", "gather", "batches",
+           "pil_to_array"]
 
 _VALID_CHANNELS = (1, 3)
+#: PIL modes read as one grey channel (black-and-white, grey, grey with alpha); every other mode as RGB
+_GREY_MODES = ("1", "L", "LA")
 
 
 @dataclass
@@ -144,13 +147,22 @@ def images_from_array(array: np.ndarray, image_shape) -> np.ndarray:
     raise ValueError(f"Expected 2-D, 3-D or 4-D image data, got an array with {array.ndim} dimensions.")
 
 
+def pil_to_array(image, rgb: bool = False) -> np.ndarray:
+    """A PIL image as a uint8 ``(H, W, 1)`` grey array (modes "1", "L" and "LA", unless ``rgb``) or an
+    ``(H, W, 3)`` RGB array (every other mode; alpha is dropped). Image files and the PIL images of a
+    torch Dataset are read by this one rule."""
+    grey = not rgb and image.mode in _GREY_MODES
+    mode = "L" if grey else "RGB"
+    array = np.asarray(image if image.mode == mode else image.convert(mode))
+    return array[..., None] if grey else array
+
+
 def _pil_or_tensor_to_array(item) -> np.ndarray:
     """One Dataset image (PIL image, tensor or array) as an (H, W, C) or (C, H, W) array."""
     if isinstance(item, torch.Tensor):
         return item.numpy()
     if hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
-        array = np.asarray(item.convert("RGB") if item.mode not in ("L", "RGB") else item)
-        return array if array.ndim == 3 else array[..., None]
+        return pil_to_array(item)
     if isinstance(item, np.ndarray):
         return item
     raise TypeError(f"Dataset items must be PIL images, tensors or arrays, got {type(item).__name__}.")
@@ -158,6 +170,9 @@ def _pil_or_tensor_to_array(item) -> np.ndarray:
 
 def images_from_dataset(dataset) -> np.ndarray:
     """Decode a torch Dataset of images or (image, target) pairs, once; targets are ignored.
+
+    Grey and RGB images may be mixed, as in image folders: the grey ones are then repeated over three
+    channels.
 
     Returns
     -------
@@ -177,10 +192,25 @@ def images_from_dataset(dataset) -> np.ndarray:
         if array.ndim != 3:
             raise ValueError(f"Dataset item {index} is not an image: shape {array.shape}.")
         images.append(array)
+    images = _grey_to_rgb_where_mixed(images)
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
         raise ValueError(f"Dataset images differ in shape ({sorted(shapes)[:3]}...); resize them to one size.")
     return _channels_first(np.stack(images))
+
+
+def _grey_to_rgb_where_mixed(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Repeat grey images over three channels when the others are RGB: the shapes differ only in a first
+    or last axis of 1 and 3 (channels-first or channels-last); any other mix is left to the caller."""
+    shapes = {a.shape for a in images}
+    if len(shapes) != 2:
+        return images
+    first, second = shapes
+    axes = [axis for axis in range(3) if first[axis] != second[axis]]
+    if len(axes) != 1 or axes[0] == 1 or {first[axes[0]], second[axes[0]]} != set(_VALID_CHANNELS):
+        return images
+    axis = axes[0]
+    return [np.repeat(a, 3, axis=axis) if a.shape[axis] == 1 else a for a in images]
 
 
 def check_images(images: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
-from .data import as_tensor, channel_statistics, to_uint8
+from .data import as_tensor, channel_statistics, pil_to_array, to_uint8
 from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION
 
 __all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "load_dataset", "default_crop_sizes"]
@@ -42,8 +42,6 @@ _CACHE_VERSION = 1
 _CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
 #: image files per thread-pool task
 _DECODE_CHUNK = 256
-#: PIL modes decoded as one grey channel (when the data set does not ask for RGB)
-_GREY_MODES = ("1", "L", "LA")
 
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 _TINY_FOLDER = "tiny-imagenet-200"
@@ -207,12 +205,9 @@ def _decode_file(file: Path, rgb: bool) -> np.ndarray:
     """One image file as a uint8 ``(H, W, 1)`` grey or ``(H, W, 3)`` RGB array (always RGB if ``rgb``)."""
     try:
         with Image.open(file) as image:
-            grey = not rgb and image.mode in _GREY_MODES
-            mode = "L" if grey else "RGB"
-            array = np.asarray(image if image.mode == mode else image.convert(mode))
+            return pil_to_array(image, rgb)
     except (OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"Cannot decode the image file {file}: {error}") from error
-    return array[..., None] if grey else array
 
 
 def _decode_images(files: list[Path], rgb: bool) -> np.ndarray:

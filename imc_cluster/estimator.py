@@ -516,7 +516,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         X : array-like or torch Dataset
             Images as ``(N, H, W, C)``, ``(N, C, H, W)`` or ``(N, H, W)`` arrays (uint8 or float), rows of
             flattened images with ``image_shape``, plain feature vectors ``(N, F)``, or a Dataset of
-            images or (image, target) pairs (PIL images or tensors).
+            images or (image, target) pairs (PIL images or tensors; PIL modes "1", "L" and "LA" are read as
+            one grey channel, others as RGB, and grey images among RGB ones are repeated over three channels).
         y : Ignored
             Not used, present for API consistency.
         eval_set : tuple (X_val, y_val), default=None

@@ -14,12 +14,15 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.datasets import load_digits
+from torch.utils.data import Dataset
 from torchvision.datasets import cifar as tv_cifar
 from torchvision.datasets import stl10 as tv_stl10
 from torchvision.datasets.utils import check_integrity
 
+from imc_cluster import data as data_lib
 from imc_cluster import datasets
 from imc_cluster.datasets import CACHE_DIR, DATASETS, DatasetNotFoundError, ImageSet, load_dataset
 
@@ -239,6 +242,53 @@ def test_folder_mixing_grey_and_colour_gives_rgb(tmp_path):
     _save(tmp_path / "a" / "rgb.png", colour)
     data = load_dataset("folder", tmp_path)
     np.testing.assert_array_equal(data.train_images, np.stack([np.repeat(grey, 3, axis=2), colour]))
+
+
+def test_image_files_and_dataset_items_read_pil_modes_alike(tmp_path):
+    """Black-and-white, grey-with-alpha and palette images: one grey channel for the first two, RGB for the
+    third, whether they come as files of a folder or as PIL images of a torch Dataset."""
+    grey = _rng().integers(0, 256, (8, 8), dtype=np.uint8)
+    images = {"a_bw": Image.fromarray(grey).convert("1"),
+              "b_la": Image.fromarray(np.stack([grey, 255 - grey], axis=2), "LA"),
+              "c_l": Image.fromarray(grey)}
+    for name, image in images.items():
+        (tmp_path / "x").mkdir(exist_ok=True)
+        image.save(tmp_path / "x" / f"{name}.png")
+    from_files = load_dataset("folder", tmp_path).train_images
+    from_items = data_lib.images_from_dataset(PILDataset(list(images.values())))
+    assert from_files.shape == (3, 8, 8, 1)
+    np.testing.assert_array_equal(from_items.transpose(0, 2, 3, 1), from_files)
+    np.testing.assert_array_equal(from_files[1:, ..., 0], [grey, grey])
+    assert set(np.unique(from_files[0])) <= {0, 255}
+    palette = Image.fromarray(grey).convert("P")
+    assert data_lib.images_from_dataset(PILDataset([palette])).shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_dataset_mixing_grey_and_colour_gives_rgb(as_tensor):
+    """As in image folders; PIL images are channels-last, tensors (as ToTensor makes them) channels-first."""
+    grey = _rng().integers(0, 256, (8, 8), dtype=np.uint8)
+    colour = _rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    items = [Image.fromarray(grey), Image.fromarray(colour)]
+    if as_tensor:
+        items = [torch.from_numpy(np.asarray(item)).reshape(8, 8, -1).permute(2, 0, 1) for item in items]
+    images = data_lib.images_from_dataset(PILDataset(items))
+    np.testing.assert_array_equal(images, np.stack([np.repeat(grey[None], 3, axis=0), colour.transpose(2, 0, 1)]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        data_lib.images_from_dataset(PILDataset([Image.fromarray(grey), Image.fromarray(colour[:6])]))
+
+
+class PILDataset(Dataset):
+    """A torch Dataset of (image, 0) pairs."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], 0
 
 
 def test_digits():
