@@ -271,7 +271,7 @@ def test_dataset_mixing_grey_and_colour_gives_rgb(as_tensor):
     colour = _rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     items = [Image.fromarray(grey), Image.fromarray(colour)]
     if as_tensor:
-        items = [torch.from_numpy(np.asarray(item)).reshape(8, 8, -1).permute(2, 0, 1) for item in items]
+        items = [torch.from_numpy(np.array(item)).reshape(8, 8, -1).permute(2, 0, 1) for item in items]
     images = data_lib.images_from_dataset(PILDataset(items))
     np.testing.assert_array_equal(images, np.stack([np.repeat(grey[None], 3, axis=0), colour.transpose(2, 0, 1)]))
     with pytest.raises(ValueError, match="differ in shape"):
