@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .datasets import DATASETS, ImageSet, load_dataset
+from .datasets import DATASETS, CropSize, ImageSet, load_dataset
 from .estimator import IMCSwAVClustering
 from .persistence import CheckpointError
 from .metrics import evaluate_clustering
@@ -35,7 +35,8 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
                        help="folder holding the data set (downloaded there when missing and a network exists)")
     group.add_argument("--size_crops", type=int, nargs=2, metavar=("LARGE", "SMALL"),
                        help="crop sides for training (test evaluates whole images); default: the data set's "
-                            "(28 18 on 32x32, 56 36 on 64x64, 76 52 on 96x96)")
+                            "(28 18 on 32x32, 56 36 on 64x64, 76 52 on 96x96; 0.875 and 0.5625 of each axis of "
+                            "non-square images)")
     group.add_argument("--limit_train", type=int, metavar="N",
                        help="train on a random subset of N training images (quick runs)")
     group.add_argument("--limit_test", type=int, metavar="N",
@@ -148,7 +149,8 @@ def _test_split(data: ImageSet, args) -> tuple[np.ndarray, np.ndarray]:
     return _subset(data.test_images, data.test_labels, args.limit_test, seed=1)
 
 
-def estimator_params(args, n_clusters: int, crop_sizes: tuple[int, int], checkpoint: Path | None = None) -> dict:
+def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize],
+                     checkpoint: Path | None = None) -> dict:
     """:class:`IMCSwAVClustering` parameters for parsed ``train`` flags.
 
     Parameters
@@ -157,8 +159,9 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[int, int], checkpo
         Parsed ``train`` arguments.
     n_clusters : int
         The data set's number of classes.
-    crop_sizes : (int, int)
-        The data set's default crop sides, used unless ``--size_crops`` is given.
+    crop_sizes : (int or (int, int), int or (int, int))
+        The data set's default crop sizes (:attr:`ImageSet.crop_sizes`), used unless ``--size_crops``
+        is given.
     checkpoint : Path, default=None
         Where the per-epoch checkpoint goes.
     """

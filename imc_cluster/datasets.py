@@ -40,6 +40,8 @@ CACHE_DIR = ".imc_cluster_cache"
 _CACHE_VERSION = 1
 #: default (large, small) crop sides for square images of these sides (SPEC, "Views")
 _CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
+#: a crop size: one side (square crops) or (height, width)
+CropSize = int | tuple[int, int]
 #: image files per thread-pool task
 _DECODE_CHUNK = 256
 
@@ -75,8 +77,9 @@ class ImageSet:
     mean, std : tuple of float
         Per-channel mean and standard deviation of all training pixels (labelled or not), in [0, 1] units;
         computed on first use (the estimator computes its own when it fits).
-    crop_sizes : (int, int)
-        Default sides of the large and small multi-crop views (see :func:`default_crop_sizes`).
+    crop_sizes : (int or (int, int), int or (int, int))
+        Default sizes of the large and small multi-crop views: sides, or ``(h, w)`` for non-square images
+        (see :func:`default_crop_sizes`).
     """
 
     name: str
@@ -85,7 +88,7 @@ class ImageSet:
     test_images: np.ndarray = field(repr=False)
     test_labels: np.ndarray = field(repr=False)
     classes: list[str]
-    crop_sizes: tuple[int, int]
+    crop_sizes: tuple[CropSize, CropSize]
 
     @cached_property
     def _statistics(self) -> tuple[list[float], list[float]]:
@@ -124,16 +127,22 @@ def _split(images, labels) -> _Split:
     return _Split(np.ascontiguousarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64))
 
 
-def default_crop_sizes(height: int, width: int) -> tuple[int, int]:
-    """Default (large, small) crop sides for ``height x width`` images.
+def default_crop_sizes(height: int, width: int) -> tuple[CropSize, CropSize]:
+    """Default (large, small) crop sizes for ``height x width`` images.
 
-    The published sides for 8, 32, 64 and 96 pixel images (digits, CIFAR, Tiny-ImageNet, STL-10); other
-    sizes get the estimator's default fractions of the shorter side.
+    Square images of 8, 32, 64 and 96 pixels (digits, CIFAR, Tiny-ImageNet, STL-10) get the published
+    sides; other square images the estimator's default fractions of their side; other images ``(h, w)``
+    pairs of those fractions of each axis, as the estimator's defaults.
     """
-    side = min(height, width)
-    if side in _CROP_SIZES:
-        return _CROP_SIZES[side]
-    return max(1, round(LARGE_CROP_FRACTION * side)), max(1, round(SMALL_CROP_FRACTION * side))
+    if height == width:
+        return _CROP_SIZES.get(height) or (_fraction(LARGE_CROP_FRACTION, height),
+                                           _fraction(SMALL_CROP_FRACTION, height))
+    return tuple((_fraction(fraction, height), _fraction(fraction, width))
+                 for fraction in (LARGE_CROP_FRACTION, SMALL_CROP_FRACTION))
+
+
+def _fraction(fraction: float, side: int) -> int:
+    return max(1, round(fraction * side))
 
 
 # ---------------------------------------------------------------- torchvision data sets (CIFAR, STL-10)

@@ -235,6 +235,13 @@ def test_folder_without_split_is_both_splits_and_keeps_grey(tmp_path):
         assert data.crop_sizes == (14, 9) and len(data.mean) == len(data.std) == 1
 
 
+def test_non_square_folder_crops_follow_each_axis_as_the_estimator_does(tmp_path):
+    _write_tree(tmp_path, classes=("a",), per_class=2, shape=(12, 16, 3))
+    data = load_dataset("folder", tmp_path)
+    # the estimator's default fractions, 0.875 and 0.5625, of 12 and of 16, rounded
+    assert data.crop_sizes == ((10, 14), (7, 9))
+
+
 def test_folder_mixing_grey_and_colour_gives_rgb(tmp_path):
     grey = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
     colour = _rng().integers(0, 256, (8, 8, 3), dtype=np.uint8)
