@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -279,6 +280,23 @@ def proc_status(field: str) -> int:
     raise KeyError(field)
 
 
+#: mapped files whose resident pages are GPU software: the CUDA libraries of a CUDA build of torch, Triton
+GPU_LIBRARY = re.compile(r"/nvidia/|/triton/|/cuda/bindings/|libtorch_cuda|libc10_cuda|libcuda|libnccl")
+
+
+def resident_gpu_libraries() -> int:
+    """Resident bytes of the CUDA and Triton libraries mapped into this process (``/proc/self/smaps``)."""
+    total, gpu = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if not fields[0].endswith(":"):  # a mapping's header: address range, ..., path
+                gpu = len(fields) > 5 and GPU_LIBRARY.search(fields[5]) is not None
+            elif fields[0] == "Rss:" and gpu:
+                total += int(fields[1]) * 1024
+    return total
+
+
 def peak_rss() -> int:
     """The resident-set high-water mark of this process's memory (VmHWM), in bytes.
 
@@ -489,7 +507,7 @@ def stop_fit_after(steps: int) -> list[float]:
 
 def run_fit_job(job: FitJob) -> dict:
     """Fit (and predict) as ``job`` says, in this process; return times and memory peaks."""
-    record = {"rss_after_imports": proc_status("VmRSS")}
+    record = {"rss_after_imports": proc_status("VmRSS"), "rss_gpu_libraries": resident_gpu_libraries()}
     data = load_data(job.data)
     images = data.train[:job.n_images].copy()
     record.update(data_bytes=images.nbytes, peak_rss_loading=peak_rss())
@@ -768,6 +786,11 @@ def predict_memory_section(c: dict, memory: dict, full_fit: dict | None) -> list
         "| CUDA max allocated | step ms | target (data + 1.5 GB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
+        "",
+        f"Of the RSS after imports, {mb(memory['rss_gpu_libraries'])} are resident pages of GPU software: "
+        "the CUDA libraries that a CUDA build of torch loads on import, and Triton, which "
+        "`torchvision.ops` (imported by `torchvision`) loads through `torch._dynamo`. A CPU-only build of "
+        "torch loads neither.",
         "",
         f"For one step, the width-{memory['width']} network keeps {mb(memory['saved_activation_bytes'])} of "
         f"activations for the backward pass (batch {memory['batch_size']}, 6 views, parameters excluded); "
