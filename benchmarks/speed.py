@@ -882,14 +882,17 @@ def prototype_section(records: list[dict], settings: dict, caches: str) -> list[
                      f"{objectives[index] * 1e3:,.1f} | {slopes} | {record['score_elements'] * 4e-6:,.1f} | "
                      f"{per_element[index] * 1e9:.2f} |")
     cheapest = int(np.argmin(per_element))
+    if cheapest == len(counts) - 1:
+        traffic = (f"An elementwise pass is cheapest per element at the largest K' ({per_element[-1] * 1e9:.2f} "
+                  "ns): the scores' size costs no memory traffic here.")
+    else:
+        traffic = (f"An elementwise pass costs {per_element[-1] / per_element[cheapest]:.2f} times as much per "
+                  f"element at K' = {counts[-1]:,} as at its cheapest (K' = {counts[cheapest]:,}; small passes "
+                  "pay a fixed cost per call): the arithmetic per element is the same, so a ratio above 1 is "
+                  "memory traffic (the scores outgrow the caches); the objectives are mostly such passes "
+                  "(softmaxes, Sinkhorn's scalings, the losses' products).")
     return lines + ["", f"Growth with K': step {growth(counts, steps)}; objectives "
-                        f"{growth(counts, objectives)}. An elementwise pass costs "
-                        f"{per_element[-1] / per_element[cheapest]:.2f} times as much per element at K' = "
-                        f"{counts[-1]:,} as at its cheapest (K' = {counts[cheapest]:,}; small passes pay a fixed "
-                        "cost per call): the arithmetic per element is the same, so a ratio above 1 is memory "
-                        "traffic (the scores outgrow "
-                        "the caches); the objectives are mostly such passes (softmaxes, Sinkhorn's scalings, "
-                        "the losses' products).", ""]
+                        f"{growth(counts, objectives)}. {traffic}", ""]
 
 
 #: a last marginal cost above this multiple of the first is reported as super-linear growth
