@@ -30,7 +30,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.datasets.utils import download_and_extract_archive
 
 from .data import as_tensor, channel_statistics, pil_to_array, to_uint8
-from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION
+from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION, default_crop_size
 
 __all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "load_dataset", "default_crop_sizes"]
 
@@ -134,15 +134,10 @@ def default_crop_sizes(height: int, width: int) -> tuple[CropSize, CropSize]:
     sides; other square images the estimator's default fractions of their side; other images ``(h, w)``
     pairs of those fractions of each axis, as the estimator's defaults.
     """
-    if height == width:
-        return _CROP_SIZES.get(height) or (_fraction(LARGE_CROP_FRACTION, height),
-                                           _fraction(SMALL_CROP_FRACTION, height))
-    return tuple((_fraction(fraction, height), _fraction(fraction, width))
-                 for fraction in (LARGE_CROP_FRACTION, SMALL_CROP_FRACTION))
-
-
-def _fraction(fraction: float, side: int) -> int:
-    return max(1, round(fraction * side))
+    if height == width and height in _CROP_SIZES:
+        return _CROP_SIZES[height]
+    sizes = [default_crop_size(fraction, height, width) for fraction in (LARGE_CROP_FRACTION, SMALL_CROP_FRACTION)]
+    return tuple(size[0] if height == width else size for size in sizes)
 
 
 # ---------------------------------------------------------------- torchvision data sets (CIFAR, STL-10)

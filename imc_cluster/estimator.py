@@ -41,10 +41,16 @@ def _pair(name: str, value, low: float, high: float) -> tuple[float, float]:
     return first, second
 
 
+def default_crop_size(fraction: float, height: int, width: int) -> tuple[int, int]:
+    """The default ``(h, w)`` crop size: ``fraction`` of each axis of ``height x width`` images, rounded, at
+    least 1."""
+    return max(1, round(fraction * height)), max(1, round(fraction * width))
+
+
 def _crop_size(name: str, value, fraction: float, height: int, width: int) -> tuple[int, int]:
     """Resolve a crop-size parameter (None, int or (h, w)) against the image size."""
     if value is None:
-        return max(1, round(fraction * height)), max(1, round(fraction * width))
+        return default_crop_size(fraction, height, width)
     size = (value, value) if isinstance(value, Integral) else tuple(value)
     if len(size) != 2 or not all(isinstance(s, Integral) and s >= 1 for s in size):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}.")
