@@ -60,8 +60,8 @@ def flops_per_image(estimator: IMCSwAVClustering, image_shape: tuple[int, int, i
     model.train()
     counter = FlopCounterMode(display=False)
     with counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        scores, logits = model(views, batch)
-        torch.stack([output.float().sum() for output in scores + logits]).sum().backward()
+        _, scores, logits = model(views, batch)
+        (scores.float().sum() + logits.float().sum()).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / batch
 

@@ -65,6 +65,8 @@ FALLBACK_SHAPES = ((50_000, 32, 32, 3), (10_000, 32, 32, 3))
 #: memory beyond the uint8 training images
 AUGMENT_SPEEDUP_TARGET = 5.0
 OUTSIDE_SHARE_TARGET = 0.10
+#: the largest slowdown of the CPU step that per-view BatchNorm may cost
+PER_VIEW_SLOWDOWN_TARGET = 0.05
 MEMORY_ALLOWANCE = 1.5e9
 #: share of the CPUs taken by other processes in a section above which the report warns
 CONTENTION_LIMIT = 0.05
@@ -393,22 +395,31 @@ def forward_backward(trainer: Trainer, views: list[torch.Tensor], batch_size: in
     """The networks' forward and backward passes alone, with the sum of every output as the loss."""
     trainer.model.zero_grad(set_to_none=True)
     with trainer.autocast():
-        scores, logits = trainer.model(views, batch_size)
-    torch.stack([output.float().sum() for output in scores + logits]).sum().backward()
+        _, scores, logits = trainer.model(views, batch_size)
+    (scores.float().sum() + logits.float().sum()).backward()
 
 
-def leaf_outputs(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -> list[list[torch.Tensor]]:
-    """The networks' scores and logits of ``views``, as float32 leaves that require a gradient."""
+def leaf_outputs(trainer: Trainer, views: list[torch.Tensor], batch_size: int) -> list[torch.Tensor]:
+    """The networks' scores and logits ``(V, B, n)`` of ``views``, as float32 leaves that require a gradient."""
     with torch.no_grad(), trainer.autocast():
-        outputs = trainer.model(views, batch_size)
-    return [[part.float().requires_grad_() for part in parts] for parts in outputs]
+        _, scores, logits = trainer.model(views, batch_size)
+    return [output.float().requires_grad_() for output in (scores, logits)]
 
 
-def objective_backward(trainer: Trainer, scores: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
+def objective_backward(trainer: Trainer, scores: torch.Tensor, logits: torch.Tensor) -> None:
     """The objectives' forward and backward (Sinkhorn, SwAV, mutual information, penalty) alone."""
-    for leaf in scores + logits:
-        leaf.grad = None
+    scores.grad = logits.grad = None
     trainer.objectives(scores, logits)["loss"].backward()
+
+
+def joint_norm_step(trainer: Trainer, batch: torch.Tensor) -> None:
+    """A step of the former network pass, whose BatchNorms normalised the views of a crop size together
+    (and all views together in the head), for the before/after comparison of per-view normalisation."""
+    trainer.model.per_view_norm = False
+    try:
+        trainer.step(batch)
+    finally:
+        trainer.model.per_view_norm = True
 
 
 def step_tasks(trainer: Trainer, batch: torch.Tensor) -> dict[str, Callable[[], object]]:
@@ -417,6 +428,7 @@ def step_tasks(trainer: Trainer, batch: torch.Tensor) -> dict[str, Callable[[], 
     scores, logits = leaf_outputs(trainer, views, batch.shape[0])
     return {
         "step": lambda: trainer.step(batch),
+        "step_joint_norm": lambda: joint_norm_step(trainer, batch),
         "augment": lambda: trainer.views(batch),
         "forward_backward": lambda: forward_backward(trainer, views, batch.shape[0]),
         "objectives": lambda: objective_backward(trainer, scores, logits),
@@ -743,6 +755,28 @@ def step_section(b: dict, batch: int, device: str) -> list[str]:
         "of the step; the *rest* row, a difference, also carries the timing noise of the two large figures. "
         "On a GPU, every ATen operation costs the host a kernel launch of some microseconds whatever its "
         "size; a step whose launches take longer than the GPU's work is bound by the host.",
+        "",
+        *per_view_norm_lines(seconds, counts, device),
+    ]
+
+
+def per_view_norm_lines(seconds: dict, counts: dict, device: str) -> list[str]:
+    """The cost of per-view BatchNorm: the step beside the former step that normalised views together."""
+    if "step_joint_norm" not in seconds:
+        return []
+    ratio = seconds["step"] / seconds["step_joint_norm"]
+    return [
+        "Per-view BatchNorm (each view normalised with its own statistics, as the published code) beside the "
+        "former pass that normalised the views of a crop size together, timed interleaved in this run:",
+        "",
+        "| step | ms | ATen operations |",
+        "|---|---:|---:|",
+        f"| views normalised together (before) | {seconds['step_joint_norm'] * 1e3:,.1f} | "
+        f"{counts.get('step_joint_norm', 0):,} |",
+        f"| per-view normalisation (now) | {seconds['step'] * 1e3:,.1f} | {counts.get('step', 0):,} |",
+        "",
+        f"Ratio now / before: **{ratio:.3f}** (target <= {1 + PER_VIEW_SLOWDOWN_TARGET:.2f}: "
+        f"{verdict(ratio <= 1 + PER_VIEW_SLOWDOWN_TARGET, device)}).",
         "",
     ]
 

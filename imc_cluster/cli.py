@@ -150,7 +150,7 @@ def _test_split(data: ImageSet, args) -> tuple[np.ndarray, np.ndarray]:
 
 
 def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize],
-                     checkpoint: Path | None = None) -> dict:
+                     checkpoint: Path | None = None, normalization=None) -> dict:
     """:class:`IMCSwAVClustering` parameters for parsed ``train`` flags.
 
     Parameters
@@ -164,6 +164,9 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize
         is given.
     checkpoint : Path, default=None
         Where the per-epoch checkpoint goes.
+    normalization : (tuple of float, tuple of float), default=None
+        The data set's published (mean, std) (:attr:`ImageSet.normalization`); None normalises with the
+        training images' statistics.
     """
     large, small = args.size_crops or crop_sizes
     return dict(
@@ -179,7 +182,7 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize
         color_jitter_prob=args.color_jitter_prob, checkpoint_path=None if checkpoint is None else str(checkpoint),
         device=_device(args.dev), compile=args.compile, precision=args.precision,
         activation_checkpointing=args.activation_checkpointing,
-        random_state=args.seed, verbose=0 if args.quiet else 1,
+        random_state=args.seed, verbose=0 if args.quiet else 1, normalization=normalization,
     )
 
 
@@ -222,7 +225,7 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     data = data if data is not None else _load(args)
     output_dir = Path(args.output_dir)
     checkpoint = output_dir / args.cpt_name
-    params = estimator_params(args, data.n_classes, data.crop_sizes, checkpoint)
+    params = estimator_params(args, data.n_classes, data.crop_sizes, checkpoint, data.normalization)
     if resumed is not None:
         estimator = resumed
         estimator.set_params(max_epochs=args.epochs, checkpoint_path=str(checkpoint), warm_start=True,

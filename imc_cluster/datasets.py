@@ -32,7 +32,8 @@ from torchvision.datasets.utils import download_and_extract_archive
 from .data import as_tensor, channel_statistics, pil_to_array, to_uint8
 from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION, default_crop_size
 
-__all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "load_dataset", "default_crop_sizes"]
+__all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "PUBLISHED_NORMALIZATION", "load_dataset",
+           "default_crop_sizes"]
 
 #: folder, inside a data set's root, that holds the caches of decoded image trees
 CACHE_DIR = ".imc_cluster_cache"
@@ -40,6 +41,15 @@ CACHE_DIR = ".imc_cluster_cache"
 _CACHE_VERSION = 1
 #: default (large, small) crop sides for square images of these sides (SPEC, "Views")
 _CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
+#: the published per-channel (mean, std) of the named benchmark sets (SPEC "Views"); the other sets use
+#: statistics of their training pixels
+PUBLISHED_NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "C10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "C20": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "C100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "STL10": ((0.43, 0.42, 0.39), (0.27, 0.26, 0.27)),
+    "TINY": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 #: a crop size: one side (square crops) or (height, width)
 CropSize = int | tuple[int, int]
 #: image files per thread-pool task
@@ -76,7 +86,11 @@ class ImageSet:
         Class names, by class index.
     mean, std : tuple of float
         Per-channel mean and standard deviation of all training pixels (labelled or not), in [0, 1] units;
-        computed on first use (the estimator computes its own when it fits).
+        computed on first use.
+    normalization : (tuple of float, tuple of float) or None
+        The published (mean, std) of the named benchmark sets (:data:`PUBLISHED_NORMALIZATION`), with which
+        the command line trains on them; None for "folder" and "digits", which are normalised with their
+        training statistics.
     crop_sizes : (int or (int, int), int or (int, int))
         Default sizes of the large and small multi-crop views: sides, or ``(h, w)`` for non-square images
         (see :func:`default_crop_sizes`).
@@ -103,6 +117,11 @@ class ImageSet:
     def std(self) -> tuple[float, ...]:
         """Per-channel standard deviation of the training pixels, in [0, 1] units."""
         return tuple(self._statistics[1])
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """The published (mean, std) of this data set, or None where there is none."""
+        return PUBLISHED_NORMALIZATION.get(self.name)
 
     @property
     def labelled(self) -> np.ndarray:

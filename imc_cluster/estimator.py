@@ -59,6 +59,18 @@ def _crop_size(name: str, value, fraction: float, height: int, width: int) -> tu
     return int(size[0]), int(size[1])
 
 
+def _normalization(value) -> tuple[list[float], list[float]]:
+    """Validate a ``normalization`` parameter: (mean, std), equally long, finite, std > 0."""
+    try:
+        mean, std = ([float(v) for v in part] for part in value)
+    except (TypeError, ValueError):
+        mean = std = []
+    if not mean or len(mean) != len(std) or not np.isfinite(mean + std).all() or min(std) <= 0:
+        raise ValueError("normalization must be a pair (mean, std) of equally long sequences of finite numbers "
+                         f"(one per image channel) with std > 0, got {value!r}.")
+    return mean, std
+
+
 def _library_version() -> str:
     from . import __version__
 
@@ -105,8 +117,8 @@ def _to_cpu(state: dict) -> dict:
     return state
 
 
-def _head_weights(head_mask, n_samples: int) -> torch.Tensor | None:
-    """The validated ``head_mask`` as float weights, or None."""
+def _head_mask(head_mask, n_samples: int) -> torch.Tensor | None:
+    """The validated ``head_mask`` as a bool tensor, or None."""
     if head_mask is None:
         return None
     mask = np.asarray(head_mask)
@@ -115,7 +127,7 @@ def _head_weights(head_mask, n_samples: int) -> torch.Tensor | None:
                          f"dtype {mask.dtype} and shape {mask.shape}.")
     if not mask.any():
         raise ValueError("head_mask selects no sample: the cluster head needs at least one.")
-    return torch.from_numpy(mask.astype(np.float32))
+    return torch.from_numpy(mask.copy())
 
 
 def _ndim(X) -> int:
@@ -171,6 +183,10 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         Probability that a view is colour-jittered.
     grayscale_prob : float, default=0.25
         Probability that a view is turned grey.
+    normalization : (sequence of float, sequence of float), default=None
+        Per-channel ``(mean, std)`` of pixel values in [0, 1] with which images are normalised, one entry
+        per channel (e.g. the published CIFAR-10 constants, which ``imc-cluster train --dataset c10`` uses).
+        None computes them from the training images. Ignored for feature vectors, which are standardised.
     temperature : float, default=0.1
         Softmax temperature ``tau`` of the prototype assignments.
     sinkhorn_epsilon : float, default=0.05
@@ -281,6 +297,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         "color_jitter": [tuple, list],
         "color_jitter_prob": [Interval(Real, 0, 1, closed="both")],
         "grayscale_prob": [Interval(Real, 0, 1, closed="both")],
+        "normalization": [tuple, list, None],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "sinkhorn_epsilon": [Interval(Real, 0, None, closed="neither")],
         "sinkhorn_iterations": [Interval(Integral, 1, None, closed="left")],
@@ -326,6 +343,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
         color_jitter_prob: float = 0.8,
         grayscale_prob: float = 0.25,
+        normalization: tuple | None = None,
         temperature: float = 0.1,
         sinkhorn_epsilon: float = 0.05,
         sinkhorn_iterations: int = 3,
@@ -367,6 +385,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         self.color_jitter = color_jitter
         self.color_jitter_prob = color_jitter_prob
         self.grayscale_prob = grayscale_prob
+        self.normalization = normalization
         self.temperature = temperature
         self.sinkhorn_epsilon = sinkhorn_epsilon
         self.sinkhorn_iterations = sinkhorn_iterations
@@ -403,6 +422,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         if len(jitter) != 4 or any(not isinstance(j, Real) or j < 0 for j in jitter) or jitter[3] > 0.5:
             raise ValueError("color_jitter must be 4 non-negative numbers (brightness, contrast, saturation, "
                              f"hue) with hue <= 0.5, got {self.color_jitter!r}.")
+        if self.normalization is not None:
+            _normalization(self.normalization)
         if any(not isinstance(m, Integral) or m < 0 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones must be non-negative epoch numbers, got {self.lr_milestones!r}.")
         self._resolve_device()
@@ -577,7 +598,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         if n_samples < max(2, self.n_clusters):
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters} (and >= 2).")
         evaluation = self._prepare_eval_set(eval_set)
-        head_weights = _head_weights(head_mask, n_samples)
+        head_mask = _head_mask(head_mask, n_samples)
         if self.checkpoint_path is not None:
             check_writable(self.checkpoint_path)
         self.device_ = self._resolve_device()
@@ -587,8 +608,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             self._initialize(data)
         trainer = self._trainer(data)
         values = data_lib.place(data.values, self.device_)
-        if head_weights is not None:
-            head_weights = head_weights.to(values.device)
+        if head_mask is not None:
+            head_mask = head_mask.to(values.device)
         steps = trainer.steps_per_epoch(n_samples)
         remaining = max(0, self.max_epochs - trainer.epoch)
         with self._checkpoint_lock(), tqdm(total=remaining * steps, disable=not self.verbose, desc="IMC-SwAV",
@@ -597,28 +618,30 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             for _ in range(remaining):
                 try:
                     record = trainer.train_epoch(values, self._progress(bar, steps) if self.verbose else None,
-                                                 head_weights)
+                                                 head_mask)
                 except DivergenceError:
                     if good is not None:
                         self._rollback(trainer, good)
-                        self._finish(values, trainer)
+                        self._finish(values)
                     raise
                 if evaluation is not None:
-                    self._recalibrate(values, trainer.generator)
+                    self._recalibrate(values)
                     record.update(self._evaluate(*evaluation))
                 self._end_epoch(trainer, record)
                 good = self._snapshot(trainer)
                 bar.set_postfix(self._postfix(record))
                 for callback in callbacks:
                     callback(self, record)
-            self._finish(values, trainer)
+            # the last epoch's evaluation already recalibrated the model that fit returns
+            self._finish(values, recalibrate=evaluation is None or remaining == 0)
             if self.checkpoint_path is not None:
                 self.save(self.checkpoint_path)
         return self
 
-    def _finish(self, values: torch.Tensor, trainer: Trainer) -> None:
+    def _finish(self, values: torch.Tensor, recalibrate: bool = True) -> None:
         """Evaluation-ready BatchNorm statistics and the training labels."""
-        self._recalibrate(values, trainer.generator)
+        if recalibrate:
+            self._recalibrate(values)
         self.labels_ = self._logits(values).argmax(dim=1).numpy().astype(np.int64)
 
     def _checkpoint_lock(self):
@@ -636,13 +659,24 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     def _initialize(self, data: data_lib.PreparedData) -> None:
         """Fresh model, statistics and training state for a new fit."""
         if data.is_image:
-            self.pixel_mean_, self.pixel_std_ = data_lib.channel_statistics(data.values)
+            self.pixel_mean_, self.pixel_std_ = self._pixel_statistics(data.values)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         self.model_ = self._build_model(data.sample_shape, data.is_image, seed).to(self.device_)
         generator = torch.Generator(self.device_).manual_seed(seed)
         self.training_state_ = {"updates": 0, "epoch": 0, "generator": generator.get_state(),
                                 "generator_device": self.device_.type, "seed": seed}
         self.history_, self.n_iter_ = [], 0
+
+    def _pixel_statistics(self, images: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per-channel (mean, std) of the normalisation: the ``normalization`` parameter, validated against
+        the images' channels, or the statistics of ``images``."""
+        if self.normalization is None:
+            return data_lib.channel_statistics(images)
+        mean, std = _normalization(self.normalization)
+        if len(mean) != images.shape[1]:
+            raise ValueError(f"normalization has {len(mean)} entries per statistic, but the images have "
+                             f"{images.shape[1]} channel(s).")
+        return mean, std
 
     def _trainer(self, data: data_lib.PreparedData) -> Trainer:
         """A trainer for ``model_``, in the state ``training_state_`` records."""
@@ -713,10 +747,10 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         read waits for the device)."""
         every = max(1, steps // 10)
 
-        def on_step(step: int, totals: torch.Tensor) -> None:
+        def on_step(step: int, means: torch.Tensor) -> None:
             bar.update()
             if (step + 1) % every == 0:
-                bar.set_postfix(self._postfix(dict(zip(LOSS_TERMS, (totals / (step + 1)).tolist()))))
+                bar.set_postfix(self._postfix(dict(zip(LOSS_TERMS, means.tolist()))))
 
         return on_step
 
@@ -743,13 +777,19 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
                              f"for {prepared.values.shape[0]} samples.")
         return prepared.values, y_val
 
-    def _recalibrate(self, values: torch.Tensor, generator: torch.Generator) -> None:
-        """Re-estimate BatchNorm statistics on un-augmented training batches."""
-        n_batches = min(self.bn_recalibration_batches, values.shape[0] // min(self.batch_size, values.shape[0]))
+    def _recalibrate(self, values: torch.Tensor) -> None:
+        """Re-estimate BatchNorm statistics on un-augmented training batches.
+
+        The batches always come from one random order of the training data drawn from the fit's seed, apart
+        from the training's random stream: evaluating during a fit changes neither the training nor the
+        model it returns, whose statistics are those the last evaluation used.
+        """
+        size = min(self.batch_size, values.shape[0])
+        n_batches = min(self.bn_recalibration_batches, values.shape[0] // size)
         if n_batches == 0:
             return
-        order = torch.randperm(values.shape[0], generator=generator, device=generator.device).to(values.device)
-        size = min(self.batch_size, values.shape[0])
+        order = torch.randperm(values.shape[0], generator=torch.Generator().manual_seed(self.training_state_["seed"]))
+        order = order.to(values.device)
         batches = (self._eval_transform(data_lib.gather(values, order[i * size:(i + 1) * size], self.device_))
                    for i in range(n_batches))
         recalibrate_batch_norm(self.model_, self.model_.cluster_logits, batches)

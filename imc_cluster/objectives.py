@@ -133,8 +133,9 @@ def swav_loss(
     batch = scores.shape[1]
     log_probs = F.log_softmax(scores.float() / temperature, dim=-1)
     codes = sinkhorn(scores[:n_large], epsilon, n_iterations, group)
-    # cross_entropy[i, v] = -mean_b sum_k codes[i, b, k] log_probs[v, b, k]
-    cross_entropy = codes.flatten(1) @ log_probs.flatten(1).t()
+    # cross_entropy[i, v] = -mean_b sum_k codes[i, b, k] log_probs[v, b, k]; the B * K' products are summed
+    # in float64 (a small product), so the loss keeps float32's precision of the per-sample sums
+    cross_entropy = (codes.flatten(1).double() @ log_probs.flatten(1).double().t()).float()
     other_views = 1.0 - torch.eye(n_large, n_views, device=scores.device)
     return -(cross_entropy * other_views).sum() / (batch * n_large * (n_views - 1))
 
@@ -144,7 +145,6 @@ def mutual_information_loss(
     scores: Sequence[torch.Tensor] | torch.Tensor,
     temperature: float = 0.1,
     marginal_weight: float = 4.0,
-    weights: torch.Tensor | None = None,
     group=None,
 ) -> torch.Tensor:
     """Mutual-information loss of the cluster head against the prototype assignments.
@@ -165,8 +165,6 @@ def mutual_information_loss(
         Softmax temperature ``tau`` of the prototype assignment.
     marginal_weight : float, default=4.0
         Weight ``b`` of the cluster-marginal entropy.
-    weights : Tensor of shape (batch,), default=None
-        Per-sample weights of the joint distribution; 0 leaves a sample out (STL-10's unlabelled images).
     group : ProcessGroup, default=None
         The joint distribution is summed over the global batch of this group.
 
@@ -176,8 +174,6 @@ def mutual_information_loss(
         Mean over all ``n_views ** 2`` (head view, prototype view) pairs.
     """
     head_probs = F.softmax(_stacked(head_logits).float(), dim=-1)  # (V, B, K)
-    if weights is not None:
-        head_probs = head_probs * weights.float()[None, :, None]  # all-zero weights give a zero term, not NaN
     target_probs = F.softmax(_stacked(scores).detach().float() / temperature, dim=-1)  # (V', B, K')
     (n_heads, batch, n_clusters), (n_targets, _, n_prototypes) = head_probs.shape, target_probs.shape
     # joint[j, v] = head_probs[j]^T target_probs[v], summed over the batch, for all pairs in one product
@@ -199,7 +195,7 @@ def mutual_information_loss(
 
 
 def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: float = 0.01,
-                  threshold: float = 5.0, weights: torch.Tensor | None = None) -> torch.Tensor:
+                  threshold: float = 5.0) -> torch.Tensor:
     """Penalty on cluster-head logits whose magnitude exceeds ``threshold``.
 
     Parameters
@@ -210,8 +206,6 @@ def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: fl
         Weight ``a`` of the penalty.
     threshold : float, default=5.0
         Logits within ``[-threshold, threshold]`` cost nothing.
-    weights : Tensor of shape (batch,), default=None
-        Per-sample weights of the batch mean (0 leaves a sample out).
 
     Returns
     -------
@@ -219,7 +213,4 @@ def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: fl
         ``weight * mean_b sum_k relu(|y| - threshold)``, averaged over the views.
     """
     excess = F.relu(_stacked(head_logits).float().abs() - threshold).sum(dim=-1)  # (V, B)
-    if weights is None:
-        return weight * excess.mean()
-    per_view = (excess * weights.float()).sum(dim=-1) / weights.sum().clamp_min(1.0)
-    return weight * per_view.mean()
+    return weight * excess.mean()

@@ -4,6 +4,12 @@ Data stay on the training device as one tensor (uint8 images or float32 vectors)
 batch by index, augments it there, and runs the model on every view. Nothing in the step waits for the
 device: losses are accumulated as tensors and read once per epoch, and the first non-finite step is
 recorded on the device too.
+
+With a head mask (STL-10, where about 12 of a batch of 256 images are labelled), the cluster head learns
+from labelled images only, and, as in the published code, over at least one batch size of them at a time:
+a :class:`HeadBank` keeps the detached features and prototype scores of the labelled images of
+consecutive batches, and when it holds a batch size of them the step adds the head's terms over the whole
+bank and empties it. The encoder and the prototypes learn from every image at every step.
 """
 
 from __future__ import annotations
@@ -51,6 +57,38 @@ class TrainingConfig:
     logit_threshold: float = 5.0
 
 
+class HeadBank:
+    """Detached features and prototype scores of the labelled images of consecutive batches.
+
+    Attributes
+    ----------
+    size : int
+        Images held.
+    """
+
+    def __init__(self) -> None:
+        self._features: list[torch.Tensor] = []
+        self._scores: list[torch.Tensor] = []
+        self.size = 0
+
+    def add(self, features: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> None:
+        """Keep the masked images of a batch: ``features (B, V, d)``, ``scores (V, B, K')``, ``mask (B,)``."""
+        index = mask.nonzero().squeeze(1)
+        self._features.append(features.detach().index_select(0, index))
+        self._scores.append(scores.detach().index_select(1, index))
+        self.size += index.numel()
+
+    def take(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything held, ``features (N, V, d)`` and ``scores (V, N, K')``, and empty the bank."""
+        held = torch.cat(self._features), torch.cat(self._scores, dim=1)
+        self.clear()
+        return held
+
+    def clear(self) -> None:
+        """Drop everything held."""
+        self._features, self._scores, self.size = [], [], 0
+
+
 class Trainer:
     """Optimiser, learning-rate schedule and the epoch loop of one model.
 
@@ -93,6 +131,8 @@ class Trainer:
                                           foreach=None if cuda else True)
         self.updates = 0
         self.epoch = 0
+        self.bank = HeadBank()
+        self.bank_target = config.batch_size
 
     def learning_rate(self) -> float:
         """Learning rate of the next update: linear warm-up over updates, then steps at epoch milestones."""
@@ -111,30 +151,49 @@ class Trainer:
         return [v.contiguous(memory_format=self.memory_format) if v.dim() == 4 else v
                 for v in self.augment(batch, self.generator)]
 
-    def objectives(self, scores: Sequence[torch.Tensor], logits: Sequence[torch.Tensor],
-                   head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The loss terms from the networks' outputs; ``head_weights`` (B,) restricts the head's terms."""
+    def objectives(self, scores: torch.Tensor, logits: torch.Tensor | None,
+                   head_scores: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms from the networks' outputs (``(V, B, ...)`` tensors or per-view sequences).
+
+        ``logits`` None leaves out the head's terms ("mi" and "reg" are then absent); ``head_scores``
+        are the prototype scores that the head's terms read, when they are not ``scores`` (the bank's).
+        """
         cfg = self.config
         swav = swav_loss(scores, cfg.n_large_views, cfg.temperature, cfg.sinkhorn_epsilon,
                          cfg.sinkhorn_iterations, self.group)
-        mi = mutual_information_loss(logits, scores, cfg.temperature, cfg.marginal_weight,
-                                     weights=head_weights, group=self.group)
-        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold, weights=head_weights)
+        if logits is None:
+            return {"loss": swav, "swav": swav}
+        mi = mutual_information_loss(logits, scores if head_scores is None else head_scores, cfg.temperature,
+                                     cfg.marginal_weight, group=self.group)
+        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold)
         return {"loss": swav + mi + reg, "swav": swav, "mi": mi, "reg": reg}
 
     def losses(self, views: Sequence[torch.Tensor], batch_size: int,
-               head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The loss terms of one batch of views; ``head_weights`` (B,) restricts the head's terms."""
-        with self.autocast():
-            scores, logits = self.forward(views, batch_size)
-        return self.objectives(scores, logits, head_weights)
+               head_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch of views.
 
-    def step(self, batch: torch.Tensor, head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One optimiser update on a batch of raw samples; returns the detached loss terms."""
+        With ``head_mask`` (B,) the masked images go to the bank, and the head's terms are those of the
+        whole bank once it holds ``bank_target`` images (absent from the result before).
+        """
+        with self.autocast():
+            features, scores, logits = self.forward(views, batch_size, head=head_mask is None)
+        if head_mask is None:
+            return self.objectives(scores, logits)
+        self.bank.add(features, scores, head_mask)
+        if self.bank.size < self.bank_target:
+            return self.objectives(scores, None)
+        features, head_scores = self.bank.take()
+        with self.autocast():
+            logits = self.model.head_logits(features)
+        return self.objectives(scores, logits, head_scores)
+
+    def step(self, batch: torch.Tensor, head_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One optimiser update on a batch of raw samples; returns the detached loss terms ("mi" and "reg"
+        only when the head was updated)."""
         self.model.normalize_prototypes()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        terms = self.losses(self.views(batch), batch.shape[0], head_weights)
+        terms = self.losses(self.views(batch), batch.shape[0], head_mask)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.updates < self.config.warmup_updates:
@@ -155,7 +214,7 @@ class Trainer:
         return n_samples // min(self.config.batch_size, n_samples)
 
     def train_epoch(self, data: torch.Tensor, on_step: Callable[[int, torch.Tensor], None] | None = None,
-                    head_weights: torch.Tensor | None = None) -> dict[str, float]:
+                    head_mask: torch.Tensor | None = None) -> dict[str, float]:
         """Train one epoch on ``data`` (on the training device) and return the mean loss terms.
 
         Parameters
@@ -164,10 +223,19 @@ class Trainer:
             The whole training set, on the training device, or in pinned host memory when it does not fit
             there (each batch is then copied asynchronously).
         on_step : callable, default=None
-            Called after every step as ``on_step(step, totals)`` with the running sums of the loss terms
+            Called after every step as ``on_step(step, means)`` with the running means of the loss terms
             (a device tensor ordered as ``LOSS_TERMS``); reading it synchronises with the device.
-        head_weights : Tensor of shape (n_samples,), default=None
-            Per-sample weights of the cluster head's terms, where ``data`` are (0 leaves a sample out).
+        head_mask : bool Tensor of shape (n_samples,), default=None
+            The samples the cluster head learns from, where ``data`` are; its updates then come from the
+            :class:`HeadBank`, each over ``min(batch size, masked samples of the epoch)`` samples at least.
+            The bank starts empty every epoch (what is left in it at the end, less than one update, is
+            dropped, like the samples beyond the last full batch).
+
+        Returns
+        -------
+        record : dict
+            "loss" and "swav": means over the steps; "mi" and "reg": means over the head's updates; and
+            the epoch, learning rate, seconds, updates and images per second.
 
         Raises
         ------
@@ -175,24 +243,32 @@ class Trainer:
             When a loss is NaN or infinite; the message names the epoch and the step.
         """
         with _cudnn_autotuning(self.generator.device.type == "cuda"):
-            return self._train_epoch(data, on_step, head_weights)
+            return self._train_epoch(data, on_step, head_mask)
 
-    def _train_epoch(self, data: torch.Tensor, on_step, head_weights) -> dict[str, float]:
+    def _train_epoch(self, data: torch.Tensor, on_step, head_mask) -> dict[str, float]:
         self.model.train()
         start = time.perf_counter()
         device = self.generator.device
         totals = torch.zeros(len(LOSS_TERMS), device=device)
+        counts = [0] * len(LOSS_TERMS)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         index_batches = self.epoch_batches(data.shape[0], data.device)
-        for step, index in enumerate(index_batches):
-            weights = None if head_weights is None else gather(head_weights, index, device)
-            step_terms = self.step(gather(data, index, device), weights)
-            terms = torch.stack([step_terms[name] for name in LOSS_TERMS]).float()
+        masks = [None] * len(index_batches)
+        if head_mask is not None:
+            masks = [gather(head_mask, index, device) for index in index_batches]
+            self.bank.clear()
+            self.bank_target = max(1, min(index_batches[0].numel(), int(sum(m.sum() for m in masks))))
+        for step, (index, mask) in enumerate(zip(index_batches, masks)):
+            step_terms = self.step(gather(data, index, device), mask)
+            zero = step_terms["loss"].new_zeros(())
+            terms = torch.stack([step_terms.get(name, zero) for name in LOSS_TERMS]).float()
+            counts = [count + (name in step_terms) for count, name in zip(counts, LOSS_TERMS)]
             totals += terms
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
             if on_step is not None:
-                on_step(step, totals)
+                on_step(step, totals / totals.new_tensor(counts).clamp_min(1))
+        self.bank.clear()
         if int(first_bad) >= 0:
             raise DivergenceError(f"The training loss became NaN or infinite at epoch {self.epoch + 1}, "
                                   f"step {int(first_bad) + 1} of {len(index_batches)}.")
@@ -200,7 +276,7 @@ class Trainer:
             raise DivergenceError(f"The model's weights became NaN or infinite in epoch {self.epoch + 1} "
                                   "(the losses stayed finite: the last update diverged).")
         self.epoch += 1
-        record = dict(zip(LOSS_TERMS, (totals / len(index_batches)).tolist()))
+        record = dict(zip(LOSS_TERMS, (totals / totals.new_tensor(counts).clamp_min(1)).tolist()))
         seconds = time.perf_counter() - start
         images = len(index_batches) * index_batches[0].numel()
         record.update(epoch=self.epoch, lr=self.learning_rate(), seconds=seconds, updates=self.updates,

@@ -308,6 +308,44 @@ def test_digits():
     assert data.classes == [str(i) for i in range(10)] and data.crop_sizes == (8, 6)
 
 
+#: SPEC "Views", published normalisation constants (mean; std), transcribed independently of the package
+SPEC_CONSTANTS = {
+    "C10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "C100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "C20": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "STL10": ((0.43, 0.42, 0.39), (0.27, 0.26, 0.27)),
+    "TINY": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def test_named_sets_carry_the_published_normalisation_and_trees_none(tmp_path, no_md5):
+    _write_cifar10(tmp_path), _write_cifar100(tmp_path), _write_stl10(tmp_path), _write_tiny(tmp_path)
+    for name, expected in SPEC_CONSTANTS.items():
+        assert load_dataset(name, tmp_path, download=False).normalization == expected, name
+    _write_tree(tmp_path / "tree")
+    assert load_dataset("folder", tmp_path / "tree").normalization is None
+    assert load_dataset("digits", "unused").normalization is None
+
+
+def test_cli_trains_named_sets_with_the_published_normalisation(tmp_path, no_md5, capsys):
+    from imc_cluster import IMCSwAVClustering
+    from imc_cluster.cli import main
+
+    _write_cifar10(tmp_path, per_batch=4)
+    tiny = ["--epochs", "1", "--batch_size", "8", "--backbone_width", "4", "--prototypes", "10", "--warmup", "1",
+            "--dev", "cpu", "--quiet"]
+    main(["train", "--dataset", "c10", "--path", str(tmp_path), "--output_dir", str(tmp_path / "out"), *tiny])
+    est = IMCSwAVClustering.load(tmp_path / "out" / "model.cpt")
+    assert (tuple(est.pixel_mean_), tuple(est.pixel_std_)) == SPEC_CONSTANTS["C10"]
+    (tmp_path / "tree").mkdir()
+    _write_tree(tmp_path / "tree" / "train"), _write_tree(tmp_path / "tree" / "test")
+    main(["train", "--dataset", "folder", "--path", str(tmp_path / "tree"), "--output_dir", str(tmp_path / "f"),
+          *tiny])
+    est = IMCSwAVClustering.load(tmp_path / "f" / "model.cpt")
+    data = load_dataset("folder", tmp_path / "tree")
+    np.testing.assert_allclose(est.pixel_mean_, data.mean, rtol=1e-6)  # statistics of the training images
+
+
 def test_names():
     assert DATASETS == ("c10", "c20", "c100", "stl10", "tiny", "folder", "digits")
 

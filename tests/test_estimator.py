@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torchvision.datasets import FakeData, ImageFolder
 
-from imc_cluster import cluster_accuracy
+from imc_cluster import cluster_accuracy, evaluate_clustering
 from imc_cluster.training import LOSS_TERMS
 
 
@@ -87,6 +87,25 @@ def test_eval_set_metrics_in_history(tiny, rgb_images):
     assert all({"acc", "nmi", "ari"} <= set(record) for record in est.history_)
 
 
+@pytest.mark.parametrize("recalibration", [0, 1, 2, 50])
+@pytest.mark.parametrize("backbone", ["auto", "mlp"])
+def test_watching_a_fit_changes_nothing(tiny, rgb_images, recalibration, backbone):
+    """With and without eval_set: bit-identical weights, buffers, labels and losses; and the last history
+    record describes the model that fit returns."""
+    images, labels = rgb_images
+    X = images if backbone == "auto" else images.reshape(24, -1).astype(np.float32)
+    params = dict(bn_recalibration_batches=recalibration, backbone=backbone, max_epochs=3, batch_size=8)
+    plain = tiny(**params).fit(X)
+    watched = tiny(**params).fit(X, eval_set=(X[::2], labels[::2]))
+    for (name, a), b in zip(plain.model_.state_dict().items(), watched.model_.state_dict().values()):
+        assert torch.equal(a, b), name
+    np.testing.assert_array_equal(plain.labels_, watched.labels_)
+    assert [r["loss"] for r in plain.history_] == [r["loss"] for r in watched.history_]
+    last = watched.history_[-1]
+    expected = evaluate_clustering(labels[::2], watched.predict(X[::2]))
+    assert {key: last[key] for key in expected} == expected
+
+
 def test_deterministic_on_cpu(tiny, rgb_images):
     images, _ = rgb_images
     first, second = tiny().fit(images), tiny().fit(images)
@@ -136,6 +155,21 @@ def test_head_mask_keeps_samples_out_of_the_head(tiny, rgb_images):
         tiny().fit(images, head_mask=np.ones(5, bool))
     with pytest.raises(ValueError, match="no sample"):
         tiny().fit(images, head_mask=np.zeros(24, bool))
+
+
+def test_normalization_parameter_sets_the_pixel_statistics(tiny, rgb_images):
+    images, _ = rgb_images
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+    est = tiny(normalization=(mean, std), max_epochs=1).fit(images)
+    assert (tuple(est.pixel_mean_), tuple(est.pixel_std_)) == (mean, std)
+    computed = tiny(max_epochs=1).fit(images)
+    np.testing.assert_allclose(computed.pixel_mean_, (images / 255.0).reshape(-1, 3).mean(axis=0), rtol=1e-6)
+    assert computed.history_[0]["loss"] != est.history_[0]["loss"]
+    for bad, match in [(((0.5,), (0.2,)), "channel"), (((0.5, 0.5, 0.5), (0.2, 0.0, 0.2)), "std > 0"),
+                       (((0.5, 0.5), (0.2, 0.2, 0.2)), "equally long"), ((0.5, 0.2), "pair"),
+                       (((float("nan"),) * 3, (1.0,) * 3), "finite"), ("mean", "normalization")]:
+        with pytest.raises(ValueError, match=match):
+            tiny(normalization=bad).fit(images)
 
 
 def test_channels_last_images_are_not_copied(tiny, rgb_images):

@@ -49,24 +49,37 @@ def test_heads_shapes_and_prototype_normalisation():
     projection = [m for m in net.projection]
     assert [type(m) for m in projection] == [nn.Linear, nn.Linear]  # no non-linearity between
     assert projection[0].in_features == projection[0].out_features == 64
-    head_types = [type(m) for m in net.head]
-    assert head_types == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    head = [nn.BatchNorm1d if isinstance(m, nn.BatchNorm1d) else type(m) for m in net.head]
+    assert head == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
     assert net.prototypes.bias is None
 
 
 def test_forward_splits_views_and_scores_are_cosines():
     net = make_net()
     large, small = torch.randn(2 * 5, 3, 12, 12), torch.randn(4 * 5, 3, 8, 8)
-    scores, logits = net([large, small], batch_size=5)
-    assert len(scores) == len(logits) == 6
-    assert all(s.shape == (5, 30) for s in scores) and all(y.shape == (5, 4) for y in logits)
-    assert torch.cat(scores).abs().max() <= 1.0 + 1e-5
+    features, scores, logits = net([large, small], batch_size=5)
+    assert features.shape == (5, 6, 64) and scores.shape == (6, 5, 30) and logits.shape == (6, 5, 4)
+    assert scores.abs().max() <= 1.0 + 1e-5
+    # view v of image b: in evaluation mode (no batch statistics) each view's outputs are the network's
+    # outputs on that view alone
+    net.eval()
+    with torch.no_grad():
+        features, scores, logits = net([large, small], batch_size=5)
+        for v, view in enumerate([*large.split(5), *small.split(5)]):
+            torch.testing.assert_close(features[:, v], net.encoder(view))
+            torch.testing.assert_close(logits[v], net.cluster_logits(view))
+
+
+def test_forward_without_the_head_returns_no_logits():
+    net = make_net()
+    features, scores, logits = net([torch.randn(2 * 3, 3, 10, 10)], batch_size=3, head=False)
+    assert logits is None and scores.shape == (2, 3, 30) and features.shape == (3, 2, 64)
 
 
 def test_head_gradient_never_reaches_encoder():
     net = make_net()
-    _, logits = net([torch.randn(8, 3, 10, 10)], batch_size=4)
-    torch.stack(logits).sum().backward()
+    _, _, logits = net([torch.randn(8, 3, 10, 10)], batch_size=4)
+    logits.sum().backward()
     assert all(p.grad is None for p in net.encoder.parameters())
     assert all(p.grad is not None for p in net.head.parameters())
 

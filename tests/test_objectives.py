@@ -128,19 +128,6 @@ def test_logit_penalty():
     assert logit_penalty([torch.zeros(3, 3)]).item() == 0.0
 
 
-def test_weighted_terms_equal_the_terms_of_the_selected_samples():
-    torch.manual_seed(3)
-    logits = [torch.randn(20, 4) * 4 for _ in range(3)]
-    scores = [torch.randn(20, 9) for _ in range(3)]
-    keep = torch.zeros(20)
-    keep[[1, 4, 5, 11, 17]] = 1
-    rows = keep.bool()
-    torch.testing.assert_close(mutual_information_loss(logits, scores, weights=keep),
-                               mutual_information_loss([y[rows] for y in logits], [u[rows] for u in scores]))
-    torch.testing.assert_close(logit_penalty(logits, weights=keep), logit_penalty([y[rows] for y in logits]))
-    assert mutual_information_loss(logits, scores, weights=torch.zeros(20)).item() == 0.0
-
-
 def test_objectives_take_stacked_views_and_batch_sinkhorn_per_view(scores):
     stacked = torch.stack(scores)
     logits = torch.randn(6, 32, 4)
