@@ -8,7 +8,7 @@
 from .estimator import IMCSwAVClustering
 from .metrics import cluster_accuracy, evaluate_clustering, top_k_cluster_accuracy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["IMCSwAVClustering", "cluster_accuracy", "top_k_cluster_accuracy", "evaluate_clustering",
            "__version__"]

@@ -7,24 +7,53 @@ Both run through :class:`~imc_cluster.IMCSwAVClustering`: ``train`` maps the fla
 fits on the training split with the test split as ``eval_set``, prints one line per epoch, writes the
 checkpoint atomically after every epoch and appends every epoch's record to ``history.jsonl`` (and to
 TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``.
+
+An error of the run (a bad flag value, a missing or unreadable file or checkpoint, a diverged fit, a CUDA
+error) ends the command with one line ``imc-cluster: <message>`` on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .datasets import DATASETS, CropSize, ImageSet, load_dataset
 from .estimator import IMCSwAVClustering
-from .persistence import CheckpointError
 from .metrics import evaluate_clustering
 from .networks import RESNET_LAYOUTS
+from .persistence import CheckpointError
+from .training import DivergenceError
 
-__all__ = ["PRESETS", "main", "build_parser", "parse_args", "estimator_params", "train", "test"]
+__all__ = ["PRESETS", "PARAM_FLAGS", "RUN_ERRORS", "main", "build_parser", "parse_args", "estimator_params",
+           "train", "test"]
+
+
+#: errors of a run rather than of the program, which ``main`` reports in one line with exit status 2: bad
+#: values and checkpoints (a CheckpointError is a ValueError), files, a diverged fit, and torch's runtime
+#: errors (CUDA)
+RUN_ERRORS = (ValueError, TypeError, OSError, CheckpointError, DivergenceError, RuntimeError)
+#: RuntimeError subclasses that are bugs: they keep their traceback
+BUGS = (NotImplementedError, RecursionError)
+
+#: flags of the estimator parameters that have another name on the command line; an error message citing
+#: such a parameter is followed by its flag
+PARAM_FLAGS: dict[str, str] = {
+    "backbone": "--model_type", "n_prototypes": "--prototypes", "projection_dim": "--project_dim",
+    "n_large_crops": "--nmb_crops", "n_small_crops": "--nmb_crops", "large_crop_size": "--size_crops",
+    "small_crop_size": "--size_crops", "large_crop_scale": "--min_scale_crops/--max_scale_crops",
+    "small_crop_scale": "--min_scale_crops/--max_scale_crops", "temperature": "--tau",
+    "sinkhorn_epsilon": "--eps", "weight_decay": "--l2_w", "warmup_updates": "--warmup",
+    "max_epochs": "--epochs", "lr_milestones": "--milestones", "random_state": "--seed", "device": "--dev",
+}
+#: the estimator parameters that shape the network: a resumed checkpoint must match the flags in these
+ARCHITECTURE = ("backbone", "backbone_width", "n_prototypes", "projection_dim", "n_clusters")
 
 
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
@@ -115,34 +144,34 @@ def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
 
 
 def _device(dev: str | None) -> str:
-    if dev is None or dev in ("auto", "cpu", "cuda") or dev.startswith("cuda:"):
+    """The estimator's ``device`` for ``--dev``; a GPU that CUDA does not see is an error, also where the
+    estimator would fall back to the CPU (loading a checkpoint)."""
+    if dev is None or dev in ("auto", "cpu"):
         return dev or "auto"
-    if dev.isdigit():
-        return f"cuda:{dev}"
-    raise SystemExit(f"imc-cluster: --dev must be a GPU index, 'cpu' or 'auto', got {dev!r}")
+    name = f"cuda:{dev}" if dev.isdigit() else dev
+    if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ValueError(f"--dev must be a GPU index, 'cuda', 'cuda:N', 'cpu' or 'auto', got {dev!r}.")
+    index = int(name[5:] or 0)
+    visible = torch.cuda.device_count()
+    if index >= visible:
+        raise ValueError(f"--dev {dev} asks for GPU {index}, but CUDA sees {visible} GPU(s) on this machine.")
+    return name
+
+
+def _check_flags(args) -> None:
+    """Reject bad values of the flags that the command line interprets itself, before any file is read."""
+    _device(args.dev)
+    for flag in ("limit_train", "limit_test"):
+        limit = getattr(args, flag)
+        if limit is not None and limit < 1:
+            raise ValueError(f"--{flag} must be a positive number of images, got {limit}.")
 
 
 def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
     if limit is None or limit >= len(images):
         return images, labels
-    if limit < 1:
-        raise SystemExit(f"imc-cluster: subset sizes must be positive, got {limit}")
     keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:limit])
     return images[keep], labels[keep]
-
-
-def _load(args) -> ImageSet:
-    try:
-        return load_dataset(args.dataset, args.path)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"imc-cluster: {error}") from None
-
-
-def _load_checkpoint(path: str, device: str) -> IMCSwAVClustering:
-    try:
-        return IMCSwAVClustering.load(path, device=device)
-    except (FileNotFoundError, CheckpointError) as error:
-        raise SystemExit(f"imc-cluster: {error}") from None
 
 
 def _test_split(data: ImageSet, args) -> tuple[np.ndarray, np.ndarray]:
@@ -218,15 +247,40 @@ def _tensorboard(folder: Path):
     return SummaryWriter(str(folder))
 
 
+def _check_architecture(estimator: IMCSwAVClustering, params: dict, path: str) -> None:
+    """Refuse to resume a checkpoint whose network differs from the one the flags describe."""
+    saved = estimator.get_params()
+    if saved["backbone"] == "auto":  # "auto" is ResNet-18 on images
+        saved["backbone"] = "resnet18"
+    labels = {**PARAM_FLAGS, "n_clusters": "the classes of --dataset"}
+    differences = [f"{labels.get(name, '--' + name)} {saved[name]}, not {params[name]}"
+                   for name in ARCHITECTURE if saved[name] != params[name]]
+    if differences:
+        raise ValueError(f"{path} holds another network than the flags describe: it was trained with "
+                         f"{'; '.join(differences)}. Resume with the flags it was trained with.")
+
+
+def _make_output_dir(path: Path) -> None:
+    """Create ``--output_dir``; an OSError names the flag."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"Cannot create --output_dir {path}: {error.strerror or error}.") from error
+
+
 def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     """The ``train`` command: fit (or resume) and report every epoch; ``data`` is the data set when the
     caller has already loaded it."""
-    resumed = _load_checkpoint(args.cpt_load_path, _device(args.dev)) if args.cpt_load_path else None
-    data = data if data is not None else _load(args)
+    _check_flags(args)
+    resumed = None
+    if args.cpt_load_path:
+        resumed = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
+    data = data if data is not None else load_dataset(args.dataset, args.path)
     output_dir = Path(args.output_dir)
     checkpoint = output_dir / args.cpt_name
     params = estimator_params(args, data.n_classes, data.crop_sizes, checkpoint, data.normalization)
     if resumed is not None:
+        _check_architecture(resumed, params, args.cpt_load_path)
         estimator = resumed
         estimator.set_params(max_epochs=args.epochs, checkpoint_path=str(checkpoint), warm_start=True,
                              verbose=params["verbose"])
@@ -235,7 +289,7 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
         estimator = IMCSwAVClustering(**params)
     train_images, train_labels = _subset(data.train_images, data.train_labels, args.limit_train, seed=0)
     test_images, test_labels = _test_split(data, args)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _make_output_dir(output_dir)
     labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
     estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[EpochLog(output_dir, args.epochs)],
                   head_mask=None if labelled.all() else labelled)
@@ -246,11 +300,13 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
 def test(args, data: ImageSet | None = None) -> dict[str, float]:
     """The ``test`` command: ACC/NMI/ARI (and top-5 ACC for C100) of a checkpoint on the test split;
     ``data`` is the data set when the caller has already loaded it."""
-    estimator = _load_checkpoint(args.cpt_load_path, _device(args.dev))
-    data = data if data is not None else _load(args)
+    _check_flags(args)
+    estimator = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
+    data = data if data is not None else load_dataset(args.dataset, args.path)
     images, labels = _test_split(data, args)
     proba = estimator.predict_proba(images)
-    metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba, top_k=5 if data.name == "C100" else None)
+    metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba,
+                                  top_k=5 if data.name == "C100" else None)
     print(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
     return metrics
 
@@ -263,8 +319,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _message(error: Exception) -> str:
+    """The first line of ``error``'s message (an OSError's without its "[Errno N]" prefix), followed by the
+    flags of the estimator parameters it names."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror if error.filename is None else f"{error.strerror}: {error.filename}"
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    flags = sorted({flag for name, flag in PARAM_FLAGS.items() if re.search(rf"\b{name}\b", line)})
+    return f"{line} (flag: {', '.join(flags)})" if flags else line
+
+
+def _fail(message: str, status: int) -> int:
+    """Print ``imc-cluster: <message>`` on stderr and return ``status``."""
+    print(f"imc-cluster: {message}", file=sys.stderr, flush=True)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``imc-cluster`` and ``python -m imc_cluster``."""
+    """Entry point of ``imc-cluster`` and ``python -m imc_cluster``.
+
+    Parameters
+    ----------
+    argv : sequence of str, default=None
+        The arguments after the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 after one line ``imc-cluster: <message>`` on stderr for an error
+        of the run (:data:`RUN_ERRORS`: bad values, files, checkpoints, divergence, CUDA), 130 when
+        interrupted. argparse exits 2 on usage errors itself; any other exception is a bug and keeps its
+        traceback.
+    """
     args = parse_args(argv)
-    {"train": train, "test": test}[args.command](args)
+    try:
+        {"train": train, "test": test}[args.command](args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BUGS:
+        raise
+    except RUN_ERRORS as error:
+        return _fail(_message(error), 2)
     return 0

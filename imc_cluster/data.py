@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
-__all__ = ["PreparedData", "is_dataset", "resolve_image_shape", "images_from_array", "images_from_dataset",
+__all__ = ["PreparedData", "is_dataset", "ndim", "as_array_like", "resolve_image_shape", "images_from_array",
+           "images_from_dataset",
            "pixel_range", "to_uint8", "as_tensor", "channel_statistics", "place", "gather", "batches",
            "pil_to_array"]
 
@@ -46,9 +47,35 @@ class PreparedData:
 
 
 def is_dataset(X) -> bool:
-    """Whether ``X`` is a map-style torch Dataset (anything with ``__getitem__`` and ``__len__`` that is
-    not an array)."""
+    """Whether ``X`` is a torch Dataset, map-style or iterable."""
     return isinstance(X, torch.utils.data.Dataset)
+
+
+def ndim(X) -> int:
+    """Dimensions of array-like ``X`` without converting arrays; 2 when numpy cannot tell (ragged lists),
+    leaving the error to input validation."""
+    if hasattr(X, "ndim"):
+        return int(X.ndim)
+    try:
+        return np.asarray(X).ndim
+    except ValueError:
+        return 2
+
+
+def as_array_like(X):
+    """``X`` with torch containers opened: a tensor as a numpy array (detached from autograd, on the CPU), a
+    DataLoader as the array of its batches' inputs (targets dropped); anything else as it is."""
+    if isinstance(X, torch.Tensor):
+        return X.detach().cpu().numpy()
+    if isinstance(X, torch.utils.data.DataLoader):
+        batches = [batch[0] if isinstance(batch, (tuple, list)) else batch for batch in X]
+        if not batches:
+            raise ValueError("The DataLoader yields no batch.")
+        if not all(isinstance(batch, torch.Tensor) for batch in batches):
+            raise TypeError("DataLoader batches must be tensors or (tensor, target) pairs, got "
+                            f"{type(batches[0]).__name__}.")
+        return torch.cat([batch.detach().cpu() for batch in batches]).numpy()
+    return X
 
 
 def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int]:
@@ -101,22 +128,49 @@ def _channels_first(array: np.ndarray) -> np.ndarray:
     )
 
 
-def pixel_range(array: np.ndarray) -> tuple[float, float]:
-    """The value range that maps to [0, 255]: [0, 255] for uint8, [0, 1] for floats within it, else the
-    data's own minimum and maximum."""
-    if array.dtype == np.uint8:
-        return 0.0, 255.0
+#: value ranges that the dtype itself states
+_DTYPE_RANGES = {np.dtype(np.uint8): (0.0, 255.0), np.dtype(np.uint16): (0.0, 65535.0), np.dtype(bool): (0.0, 1.0)}
+#: ranges of a known meaning: the dtype ranges, and [0, 1] floats
+NOMINAL_RANGES = (*_DTYPE_RANGES.values(), (0.0, 1.0))
+
+
+def pixel_range(array: np.ndarray, fitted: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The value range of image ``array`` that maps onto [0, 255].
+
+    The form of the values decides where it can: uint8 [0, 255], uint16 [0, 65535], bool [0, 1], and floats
+    within [0, 1] are [0, 1] (``ToTensor``), so that the same pixels in any of these forms give the same
+    uint8 images. Other values (floats beyond [0, 1], other integer types) take ``fitted``, the range of
+    the training images, when given; at fit, integers take 8 or 16 bits, whichever holds them, and floats
+    their own minimum and maximum. Training floats with a range of their own keep it for every later float.
+    """
+    dtype = np.dtype(array.dtype.newbyteorder("="))
+    if dtype in _DTYPE_RANGES:
+        return _DTYPE_RANGES[dtype]
+    if fitted is not None and tuple(fitted) not in NOMINAL_RANGES:
+        return tuple(fitted)
     low, high = float(array.min()), float(array.max())
-    if low >= 0.0 and high <= 1.0:
+    if array.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
         return 0.0, 1.0
+    if fitted is not None:
+        return tuple(fitted)
+    if array.dtype.kind in "iu" and low >= 0 and high <= 65535:
+        return (0.0, 255.0) if high <= 255 else (0.0, 65535.0)
     return low, high if high > low else low + 1.0
 
 
 def to_uint8(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Quantise images to uint8 over ``value_range`` (values outside it are clipped)."""
+    """Quantise images to uint8 over ``value_range``.
+
+    Values outside a range of known meaning (:data:`NOMINAL_RANGES`) are an error, since they say the
+    images are on another scale; beyond a range learned from training data they are clipped.
+    """
     if array.dtype == np.uint8 and value_range == (0.0, 255.0):
         return array
     low, high = value_range
+    if tuple(value_range) in NOMINAL_RANGES and array.size and (array.min() < low or array.max() > high):
+        raise ValueError(f"The images hold values in [{float(array.min()):g}, {float(array.max()):g}], outside "
+                         f"the range [{low:g}, {high:g}] of the estimator's training images; pass them on that "
+                         "scale.")
     scaled = (np.asarray(array, dtype=np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
@@ -147,20 +201,47 @@ def images_from_array(array: np.ndarray, image_shape) -> np.ndarray:
     raise ValueError(f"Expected 2-D, 3-D or 4-D image data, got an array with {array.ndim} dimensions.")
 
 
+#: PIL modes of grey images wider than 8 bits (16-bit, 32-bit integer, float), which a conversion to 8 bits
+#: by PIL would clip at 255
+_WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
 def pil_to_array(image, rgb: bool = False) -> np.ndarray:
     """A PIL image as a uint8 ``(H, W, 1)`` grey array (modes "1", "L" and "LA", unless ``rgb``) or an
     ``(H, W, 3)`` RGB array (every other mode; alpha is dropped). Image files and the PIL images of a
-    torch Dataset are read by this one rule."""
+    torch Dataset are read by this one rule.
+
+    Grey images wider than 8 bits (modes "I;16*", "I", "F") are scaled by :func:`_wide_range`, never
+    clipped at 255; their non-finite values become the ends of that range.
+    """
+    if image.mode in _WIDE_MODES:
+        values = np.asarray(image)
+        low, high = _wide_range(values)
+        values = np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low)
+        grey = np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)[..., None]
+        return np.repeat(grey, 3, axis=2) if rgb else grey
     grey = not rgb and image.mode in _GREY_MODES
     mode = "L" if grey else "RGB"
     array = np.asarray(image if image.mode == mode else image.convert(mode))
     return array[..., None] if grey else array
 
 
+def _wide_range(array: np.ndarray) -> tuple[float, float]:
+    """The value range of a grey image wider than 8 bits that maps onto 0..255: 0..65535 for integers
+    within it (16-bit images, and PIL's 32-bit mode "I" holding them), [0, 1] for floats within it, else
+    the image's own finite minimum and maximum (one more than the minimum for a constant image)."""
+    finite = array[np.isfinite(array)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    nominal = (0.0, 65535.0) if array.dtype.kind in "iu" else (0.0, 1.0)
+    if nominal[0] <= low and high <= nominal[1]:
+        return nominal
+    return low, high if high > low else low + 1.0
+
+
 def _pil_or_tensor_to_array(item) -> np.ndarray:
     """One Dataset image (PIL image, tensor or array) as an (H, W, C) or (C, H, W) array."""
     if isinstance(item, torch.Tensor):
-        return item.numpy()
+        return item.detach().cpu().numpy()
     if hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
         return pil_to_array(item)
     if isinstance(item, np.ndarray):
@@ -169,21 +250,21 @@ def _pil_or_tensor_to_array(item) -> np.ndarray:
 
 
 def images_from_dataset(dataset) -> np.ndarray:
-    """Decode a torch Dataset of images or (image, target) pairs, once; targets are ignored.
+    """Decode a torch Dataset (map-style or iterable) of images or (image, target) pairs, once; targets are
+    ignored.
 
     Grey and RGB images may be mixed, as in image folders: the grey ones are then repeated over three
-    channels.
+    channels. Items of different dtypes are each brought to uint8 by their own range (:func:`pixel_range`).
 
     Returns
     -------
     images : ndarray (N, C, H, W)
-        In the items' own dtype (uint8 for PIL images).
+        In the items' own dtype when they share one (uint8 for PIL images).
     """
-    if len(dataset) == 0:
-        raise ValueError("The dataset is empty.")
+    items = iter(dataset) if isinstance(dataset, torch.utils.data.IterableDataset) else \
+        (dataset[index] for index in range(len(dataset)))
     images = []
-    for index in range(len(dataset)):
-        item = dataset[index]
+    for index, item in enumerate(items):
         if isinstance(item, (tuple, list)):
             item = item[0]
         array = _pil_or_tensor_to_array(item)
@@ -192,6 +273,10 @@ def images_from_dataset(dataset) -> np.ndarray:
         if array.ndim != 3:
             raise ValueError(f"Dataset item {index} is not an image: shape {array.shape}.")
         images.append(array)
+    if not images:
+        raise ValueError("The dataset is empty.")
+    if len({a.dtype for a in images}) > 1:
+        images = [to_uint8(a, pixel_range(a)) for a in images]
     images = _grey_to_rgb_where_mixed(images)
     shapes = {a.shape for a in images}
     if len(shapes) > 1:

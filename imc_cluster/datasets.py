@@ -11,34 +11,27 @@ size and modification time of every image file, so that a changed tree is decode
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision import datasets as tv_datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
-from .data import as_tensor, channel_statistics, pil_to_array, to_uint8
-from .estimator import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION, default_crop_size
+from .config import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION, default_crop_size
+from .data import as_tensor, channel_statistics, to_uint8
+from .imagefiles import CACHE_DIR, cached_decode
 
 __all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "PUBLISHED_NORMALIZATION", "load_dataset",
            "default_crop_sizes"]
 
-#: folder, inside a data set's root, that holds the caches of decoded image trees
-CACHE_DIR = ".imc_cluster_cache"
-#: part of every cache key; bump it when the decoding changes
-_CACHE_VERSION = 1
 #: default (large, small) crop sides for square images of these sides (SPEC, "Views")
 _CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
 #: the published per-channel (mean, std) of the named benchmark sets (SPEC "Views"); the other sets use
@@ -52,8 +45,6 @@ PUBLISHED_NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] 
 }
 #: a crop size: one side (square crops) or (height, width)
 CropSize = int | tuple[int, int]
-#: image files per thread-pool task
-_DECODE_CHUNK = 256
 
 TINY_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 _TINY_FOLDER = "tiny-imagenet-200"
@@ -222,99 +213,6 @@ def _load_stl10(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
             _split(test.data.transpose(0, 2, 3, 1), test.labels), classes)
 
 
-# ---------------------------------------------------------------- decoding image trees, with a cache
-
-def _decode_file(file: Path, rgb: bool) -> np.ndarray:
-    """One image file as a uint8 ``(H, W, 1)`` grey or ``(H, W, 3)`` RGB array (always RGB if ``rgb``)."""
-    try:
-        with Image.open(file) as image:
-            return pil_to_array(image, rgb)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"Cannot decode the image file {file}: {error}") from error
-
-
-def _decode_images(files: list[Path], rgb: bool) -> np.ndarray:
-    """Decode image files of one size on a thread pool into one ``(N, H, W, C)`` uint8 array: one grey
-    channel when every file is grey (and not ``rgb``), else RGB with grey images repeated over the
-    channels."""
-    first = _decode_file(files[0], rgb)
-    images = np.empty((len(files), *first.shape[:2], 3), dtype=np.uint8)
-
-    def decode_chunk(start: int) -> bool:
-        colour = False
-        for index in range(start, min(start + _DECODE_CHUNK, len(files))):
-            array = _decode_file(files[index], rgb)
-            if array.shape[:2] != first.shape[:2]:
-                raise ValueError(
-                    f"Images differ in size: {files[0]} is {first.shape[0]}x{first.shape[1]} but "
-                    f"{files[index]} is {array.shape[0]}x{array.shape[1]} (height x width); resize them to "
-                    "one size."
-                )
-            images[index] = array
-            colour = colour or array.shape[2] == 3
-        return colour
-
-    pool = ThreadPoolExecutor()
-    try:
-        colour = any(list(pool.map(decode_chunk, range(0, len(files), _DECODE_CHUNK))))
-    finally:
-        pool.shutdown(cancel_futures=True)
-    return images if colour else np.ascontiguousarray(images[..., :1])
-
-
-def _cache_key(files: list[Path], root: Path, rgb: bool) -> str:
-    """Hash of the decoding settings and the relative path, size and mtime of every file, in order."""
-    digest = hashlib.sha256(f"imc_cluster cache {_CACHE_VERSION} rgb={rgb}".encode())
-    for file in files:
-        stat = file.stat()
-        digest.update(f"\0{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:24]
-
-
-def _read_cache(file: Path, n_images: int) -> np.ndarray | None:
-    """The cached images in ``file``, or None when there is no usable cache."""
-    try:
-        with np.load(file, allow_pickle=False) as archive:
-            images = archive["images"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    usable = images.dtype == np.uint8 and images.ndim == 4 and len(images) == n_images
-    return images if usable else None
-
-
-def _write_cache(file: Path, images: np.ndarray) -> None:
-    """Write ``images`` to ``file`` atomically (a temporary file, then a rename) and remove the older
-    caches of the same split; do nothing when the folder is not writable."""
-    try:
-        file.parent.mkdir(exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=file.parent, prefix=file.stem, suffix=".tmp", delete=False)
-    except OSError:
-        return
-    try:
-        with handle:
-            np.savez(handle, images=images)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, file)
-    except OSError:
-        Path(handle.name).unlink(missing_ok=True)
-        return
-    split = file.name.split("-")[0]
-    for stale in file.parent.glob(f"{split}-*.npz"):
-        if stale != file:
-            stale.unlink(missing_ok=True)
-
-
-def _cached_decode(files: list[Path], root: Path, split: str, rgb: bool) -> np.ndarray:
-    """The decoded ``files`` (under ``root``), from ``root/CACHE_DIR/<split>-<key>.npz`` when that cache
-    of exactly these files exists; otherwise decoded and cached there."""
-    cache = root / CACHE_DIR / f"{split}-{_cache_key(files, root, rgb)}.npz"
-    images = _read_cache(cache, len(files))
-    if images is None:
-        images = _decode_images(files, rgb)
-        _write_cache(cache, images)
-    return images
-
-
 def _folder_classes(directory: Path) -> list[str]:
     """Class folders of an ImageFolder tree, by torchvision's discovery (sorted names), leaving out hidden
     folders such as the cache."""
@@ -389,27 +287,40 @@ def _load_tiny(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
         val_labels.append(index[wnid])
     words_file = root / "words.txt"
     words = dict(line.split("\t", 1) for line in _read_lines(words_file)) if words_file.is_file() else {}
-    return (_split(_cached_decode(train_files, root, "train", rgb=True), train_labels),
-            _split(_cached_decode(val_files, root, "val", rgb=True), val_labels),
+    return (_split(cached_decode(train_files, root, "train", rgb=True), train_labels),
+            _split(cached_decode(val_files, root, "val", rgb=True), val_labels),
             [words.get(wnid, wnid).strip() for wnid in wnids])
 
 
 def _folder_split(directory: Path, root: Path, split: str, classes: list[str], allow_empty: bool = False):
     """The images of one ImageFolder tree, labelled by the index of their folder in ``classes``."""
     files, labels = _scan(directory, {name: label for label, name in enumerate(classes)}, allow_empty)
-    return _split(_cached_decode(files, root, split, rgb=False), labels)
+    return _split(cached_decode(files, root, split, rgb=False), labels)
 
 
 def _load_folder(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
-    """An ImageFolder tree: ``path/train`` and ``path/test`` when both exist (test classes must be train
-    classes), else ``path`` itself, whose images are then both the train and the test split."""
+    """An ImageFolder tree: ``path/train`` and ``path/test`` when both exist; else ``path/train`` alone or,
+    without it, ``path`` itself, whose images are then both the train and the test split. A ``path/test``
+    without ``path/train`` is an error."""
     if not path.is_dir():
         raise DatasetNotFoundError(f"Image folder {path} not found: expected class folders of images in "
                                    "it, or train/ and test/ trees of class folders.")
-    if not ((path / "train").is_dir() and (path / "test").is_dir()):
-        classes = _folder_classes(path)
-        images = _folder_split(path, path, "all", classes)
+    has_train, has_test = (path / "train").is_dir(), (path / "test").is_dir()
+    if has_test and not has_train:
+        raise DatasetNotFoundError(f"Image folder {path} has test/ but no train/: expected {path / 'train'} "
+                                   "beside it (class folders of training images), or class folders in "
+                                   f"{path} itself.")
+    if not has_test:
+        tree = path / "train" if has_train else path
+        classes = _folder_classes(tree)
+        images = _folder_split(tree, path, "train" if has_train else "all", classes)
         return images, images, classes
+    return _load_train_and_test(path)
+
+
+def _load_train_and_test(path: Path) -> tuple[_Split, _Split, list[str]]:
+    """The ``path/train`` and ``path/test`` trees of an ImageFolder data set (test classes must be train
+    classes)."""
     classes = _folder_classes(path / "train")
     extra = sorted(set(_folder_classes(path / "test")) - set(classes))
     if extra:
@@ -457,8 +368,10 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
         Folder that holds the data set, or receives it when downloaded. "c10", "c20", "c100", "stl10":
         torchvision's layout (``cifar-10-batches-py/``, ``cifar-100-python/``, ``stl10_binary/``).
         "tiny": ``tiny-imagenet-200/`` under ``path``, or ``path`` itself. "folder": ``train/`` and
-        ``test/`` class-folder trees, or one class-folder tree that serves as both splits. Ignored for
-        "digits", which has no split either: its train and test splits are the same 1,797 images.
+        ``test/`` class-folder trees; else one class-folder tree, ``path/train`` when it exists (without
+        ``test/``) or ``path`` itself, that serves as both splits. A ``test/`` without ``train/`` is an
+        error. Ignored for "digits", which has no split either: its train and test splits are the same
+        1,797 images.
     download : bool, default=True
         Download CIFAR, STL-10 or Tiny-ImageNet into ``path`` when its files are missing (or extract the
         original archive found there). Image trees are never downloaded.
@@ -471,10 +384,12 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
     Raises
     ------
     ValueError
-        For an unknown name, image files of different sizes, or an image file that cannot be decoded.
+        For an unknown name, image files of different sizes, or an image file that cannot be decoded
+        (corrupt, truncated, empty or not an image) or has more pixels than PIL's limit,
+        ``PIL.Image.MAX_IMAGE_PIXELS`` (a possible decompression bomb); the message names the file.
     DatasetNotFoundError
         A :class:`FileNotFoundError` naming ``path`` and the files expected there, when they are missing
-        and cannot be downloaded.
+        and cannot be downloaded, or the ``train/`` folder of an image tree that has only ``test/``.
 
     Notes
     -----
@@ -482,7 +397,10 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
     ``<root>/.imc_cluster_cache/<split>-<key>.npz``; the key covers the relative path, size and mtime of
     every image file, so that adding, removing or touching a file invalidates the cache. Without write
     access there the images are decoded on every call. ImageFolder trees whose images are all grey give
-    one channel; otherwise grey images are repeated over three channels.
+    one channel; otherwise grey images are repeated over three channels. Grey images of more than 8 bits
+    (16-bit and 32-bit integer PNG or TIFF files, and float TIFF files) are scaled to 0..255, not clipped:
+    integers over 0..65535 and floats over [0, 1] when their values lie within that range, else over
+    their own minimum and maximum.
     """
     key = str(name).lower()
     if key not in _LOADERS:

@@ -5,7 +5,7 @@ The model has four parts (SPEC "Networks"): an encoder giving a feature ``h``; a
 prototypes; and a cluster head, an MLP on the *detached* feature, so that the mutual-information loss
 trains the head alone while the SwAV loss trains the encoder.
 
-Every BatchNorm layer is a :mod:`~imc_cluster.viewnorm` layer: in training, the views of a crop size run
+Every BatchNorm layer is a :mod:`~imc_cluster.batchnorm` layer: in training, the views of a crop size run
 through the encoder in one pass (and all views through the head in one pass), yet each view is normalised
 with its own batch statistics, as the published code's one pass per view does.
 """
@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from .viewnorm import PerView, ViewBatchNorm1d, ViewBatchNorm2d, ViewSequential, image_major
+from .batchnorm import PerView, ViewBatchNorm1d, ViewBatchNorm2d, ViewSequential, image_major
 
 __all__ = ["RESNET_LAYOUTS", "ResNetEncoder", "MLPEncoder", "IMCSwAVNet"]
 

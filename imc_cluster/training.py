@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import torch
-from torch import nn
 
 from .data import gather
 from .networks import IMCSwAVNet
 from .objectives import logit_penalty, mutual_information_loss, swav_loss
 
-__all__ = ["TrainingConfig", "Trainer", "DivergenceError", "LOSS_TERMS"]
+__all__ = ["TrainingConfig", "Trainer", "HeadBank", "DivergenceError", "LOSS_TERMS", "train_epochs"]
 
 #: names of the loss terms reported per epoch
 LOSS_TERMS = ("loss", "swav", "mi", "reg")
@@ -131,6 +131,7 @@ class Trainer:
                                           foreach=None if cuda else True)
         self.updates = 0
         self.epoch = 0
+        self.seed = int(generator.initial_seed())
         self.bank = HeadBank()
         self.bank_target = config.batch_size
 
@@ -283,15 +284,77 @@ class Trainer:
                       images_per_second=images / seconds)
         return record
 
-    def state_dict(self) -> dict:
-        """Optimiser state and counters (the model and generator are saved by their owners)."""
+    def state(self) -> dict:
+        """The training state to resume from (the model's weights are saved by their owner): optimiser,
+        counters, settings, random state and the run's seed."""
         return {"optimizer": self.optimizer.state_dict(), "updates": self.updates, "epoch": self.epoch,
-                "config": asdict(self.config)}
+                "config": asdict(self.config), "generator": self.generator.get_state(),
+                "generator_device": self.generator.device.type, "seed": self.seed}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates, self.epoch = int(state["updates"]), int(state["epoch"])
+    def load_state(self, state: dict) -> None:
+        """Continue from :meth:`state`'s output (a deep copy of it: training never alters ``state``). A fresh
+        state holds only counters, the random state and the seed. Random streams do not transfer between
+        device types: from another one, training continues on a stream seeded by the seed and the updates."""
+        state = copy.deepcopy(state)
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.updates, self.epoch, self.seed = int(state["updates"]), int(state["epoch"]), int(state["seed"])
+        if state["generator_device"] == self.generator.device.type:
+            self.generator.set_state(state["generator"])
+        else:
+            self.generator.manual_seed(self.seed + self.updates)
+
+
+def train_epochs(trainer: Trainer, data: torch.Tensor, epochs: int, end_epoch: Callable[[dict], None], *,
+                 head_mask: torch.Tensor | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                 saved: Callable[[], tuple[dict, dict]] | None = None,
+                 callbacks: Sequence[Callable[[dict], None]] = ()) -> None:
+    """Train ``epochs`` more epochs, with ``end_epoch(record)`` (evaluation, history, checkpoint) and then
+    the ``callbacks`` after each, and roll back a diverged epoch.
+
+    Parameters
+    ----------
+    trainer : Trainer
+        The trainer; :meth:`Trainer.train_epoch` runs each epoch.
+    data, head_mask, on_step
+        As in :meth:`Trainer.train_epoch`.
+    epochs : int
+        Epochs to run.
+    end_epoch : callable
+        Called with every completed epoch's record; the state it leaves is the one a rollback returns to.
+    saved : callable, default=None
+        Returns the ``(weights, trainer state)`` of the last completed epoch when a rollback needs them,
+        e.g. read back from the checkpoint ``end_epoch`` writes; without it every completed epoch keeps a
+        copy in memory.
+    callbacks : sequence of callable, default=()
+        Called with every completed epoch's record after its state was kept (what they change in the model
+        is not rolled back to).
+
+    Raises
+    ------
+    DivergenceError
+        From a diverged epoch, after the model, the optimiser and the random state were put back as they
+        were after the last completed epoch of this call (before the first, the caller's state stands).
+    """
+    last_good = None
+    for _ in range(epochs):
+        try:
+            record = trainer.train_epoch(data, on_step, head_mask)
+        except DivergenceError:
+            if last_good is not None:
+                weights, state = last_good()
+                trainer.model.load_state_dict(weights)
+                trainer.load_state(state)
+            raise
+        end_epoch(record)
+        last_good = saved or _kept_in_memory(trainer)
+        for callback in callbacks:
+            callback(record)
+
+
+def _kept_in_memory(trainer: Trainer) -> Callable[[], tuple[dict, dict]]:
+    weights, state = copy.deepcopy(trainer.model.state_dict()), copy.deepcopy(trainer.state())
+    return lambda: (weights, state)
 
 
 @contextlib.contextmanager
@@ -305,33 +368,3 @@ def _cudnn_autotuning(enabled: bool):
         yield
     finally:
         torch.backends.cudnn.benchmark = previous
-
-
-@torch.no_grad()
-def recalibrate_batch_norm(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                           batches: Iterable[torch.Tensor]) -> None:
-    """Re-estimate every BatchNorm's running statistics as the plain average over ``batches``.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The network whose BatchNorm layers are reset.
-    forward : callable
-        Runs the network on one prepared batch (in training mode).
-    batches : iterable of Tensor
-        Prepared (normalised, un-augmented) inputs, consumed one at a time.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    was_training = model.training
-    model.train()
-    for batch in batches:
-        forward(batch)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.train(was_training)

@@ -1,4 +1,4 @@
-"""Tests of the batched multi-crop augmentation."""
+"""Tests of the batched multi-crop augmentation, its crop boxes and its colour operations."""
 
 import math
 from collections import Counter
@@ -10,8 +10,9 @@ import torchvision.transforms.functional as TF
 from scipy import stats
 from torchvision.transforms import RandomResizedCrop
 
-from imc_cluster.augmentation import (CropGroup, MultiCropAugmenter, adjust_hue, color_jitter, normalize,
-                                      sample_crop_boxes, sample_jitter_factors, sample_jitter_orders)
+from imc_cluster.augmentation import CropGroup, MultiCropAugmenter, normalize
+from imc_cluster.colour import adjust_hue, color_jitter, sample_jitter_factors, sample_jitter_orders
+from imc_cluster.crop_boxes import sample_crop_boxes
 
 MEAN = (0.5, 0.4, 0.3)
 STD = (0.2, 0.25, 0.3)

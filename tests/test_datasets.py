@@ -9,6 +9,7 @@ torchvision's own, and ``test_torchvision_md5_mismatch_is_reported`` runs with t
 import os
 import pickle
 import tarfile
+import warnings
 from pathlib import Path
 from urllib.error import URLError
 
@@ -23,10 +24,11 @@ from torchvision.datasets import stl10 as tv_stl10
 from torchvision.datasets.utils import check_integrity
 
 from imc_cluster import data as data_lib
-from imc_cluster import datasets
+from imc_cluster import datasets, imagefiles
 from imc_cluster.datasets import CACHE_DIR, DATASETS, DatasetNotFoundError, ImageSet, load_dataset
 
-REAL_ARCHIVE = Path("/work/shared/data/cifar10-jpeg.tar.gz")
+#: the CIFAR-10 JPEG copy in shared/, beside the repository root
+REAL_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
 @pytest.fixture
@@ -225,6 +227,23 @@ def test_folder_with_train_and_test(tmp_path):
     np.testing.assert_allclose(data.std, pixels.std(axis=0), rtol=1e-9)
 
 
+def test_folder_with_train_only_reads_its_classes_as_both_splits(tmp_path):
+    images, labels = _write_tree(tmp_path / "train", classes=("b", "a"), per_class=2)
+    data = load_dataset("folder", tmp_path)
+    assert data.classes == ["a", "b"]
+    for split_images, split_labels in ((data.train_images, data.train_labels),
+                                       (data.test_images, data.test_labels)):
+        np.testing.assert_array_equal(split_images, images)
+        np.testing.assert_array_equal(split_labels, labels)
+
+
+def test_folder_with_test_only_names_the_missing_train_folder(tmp_path):
+    _write_tree(tmp_path / "test", classes=("a",), per_class=1)
+    with pytest.raises(DatasetNotFoundError, match="test/ but no train/") as error:
+        load_dataset("folder", tmp_path)
+    assert str(tmp_path / "train") in str(error.value)
+
+
 def test_folder_without_split_is_both_splits_and_keeps_grey(tmp_path):
     images, labels = _write_tree(tmp_path, classes=("b", "a"), shape=(16, 16, 1))
     for _ in range(2):  # the second load finds the cache folder in the tree: it is not a class
@@ -336,14 +355,14 @@ def test_cli_trains_named_sets_with_the_published_normalisation(tmp_path, no_md5
             "--dev", "cpu", "--quiet"]
     main(["train", "--dataset", "c10", "--path", str(tmp_path), "--output_dir", str(tmp_path / "out"), *tiny])
     est = IMCSwAVClustering.load(tmp_path / "out" / "model.cpt")
-    assert (tuple(est.pixel_mean_), tuple(est.pixel_std_)) == SPEC_CONSTANTS["C10"]
+    assert (tuple(est.inputs_.pixel_mean), tuple(est.inputs_.pixel_std)) == SPEC_CONSTANTS["C10"]
     (tmp_path / "tree").mkdir()
     _write_tree(tmp_path / "tree" / "train"), _write_tree(tmp_path / "tree" / "test")
     main(["train", "--dataset", "folder", "--path", str(tmp_path / "tree"), "--output_dir", str(tmp_path / "f"),
           *tiny])
     est = IMCSwAVClustering.load(tmp_path / "f" / "model.cpt")
     data = load_dataset("folder", tmp_path / "tree")
-    np.testing.assert_allclose(est.pixel_mean_, data.mean, rtol=1e-6)  # statistics of the training images
+    np.testing.assert_allclose(est.inputs_.pixel_mean, data.mean, rtol=1e-6)  # statistics of the training images
 
 
 def test_names():
@@ -359,8 +378,8 @@ def _failing_decoder(files, rgb):
 def test_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     images, _ = _write_tree(tmp_path, per_class=2)
     first = load_dataset("folder", tmp_path)
-    decode = datasets._decode_images
-    monkeypatch.setattr(datasets, "_decode_images", _failing_decoder)
+    decode = imagefiles.decode_images
+    monkeypatch.setattr(imagefiles, "decode_images", _failing_decoder)
     np.testing.assert_array_equal(load_dataset("folder", tmp_path).train_images, first.train_images)
 
     file = tmp_path / "ant" / "00.png"
@@ -368,14 +387,14 @@ def test_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     with pytest.raises(AssertionError, match="decoded"):
         load_dataset("folder", tmp_path)
-    monkeypatch.setattr(datasets, "_decode_images", decode)
+    monkeypatch.setattr(imagefiles, "decode_images", decode)
     load_dataset("folder", tmp_path)
 
     _save(tmp_path / "ant" / "99.png", images[0])
-    monkeypatch.setattr(datasets, "_decode_images", _failing_decoder)
+    monkeypatch.setattr(imagefiles, "decode_images", _failing_decoder)
     with pytest.raises(AssertionError, match="decoded"):
         load_dataset("folder", tmp_path)
-    monkeypatch.setattr(datasets, "_decode_images", decode)
+    monkeypatch.setattr(imagefiles, "decode_images", decode)
     assert len(load_dataset("folder", tmp_path).train_images) == 7
     assert len(list((tmp_path / CACHE_DIR).iterdir())) == 1  # older caches removed, no temporary files left
 
@@ -392,8 +411,8 @@ def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch):
     images, _ = _write_tree(tmp_path, per_class=1)
     (tmp_path / CACHE_DIR).write_text("a file where the cache folder would go")
     calls = []
-    decode = datasets._decode_images
-    monkeypatch.setattr(datasets, "_decode_images", lambda files, rgb: calls.append(1) or decode(files, rgb))
+    decode = imagefiles.decode_images
+    monkeypatch.setattr(imagefiles, "decode_images", lambda files, rgb: calls.append(1) or decode(files, rgb))
     for _ in range(2):
         np.testing.assert_array_equal(load_dataset("folder", tmp_path).train_images, images)
     assert len(calls) == 2
@@ -435,15 +454,82 @@ def test_mixed_image_sizes(tmp_path):
         load_dataset("folder", tmp_path)
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg"])
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_corrupt_image_file(tmp_path, suffix, damage):
-    _save(tmp_path / "a" / f"good{suffix}", _rng().integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    good = (tmp_path / "a" / f"good{suffix}").read_bytes()
-    bad = good[: len(good) // 2] if damage == "truncated" else b"not an image at all"
-    (tmp_path / "a" / f"{damage}{suffix}").write_bytes(bad)
-    with pytest.raises(ValueError, match=f"Cannot decode the image file .*{damage}{suffix}"):
+def _damaged(good: bytes, damage: str) -> bytes:
+    """The bytes of a good image file, damaged: the header kept and the rest random ("corrupt"), cut in
+    half or before its last two bytes (a JPEG's end marker), empty, or text."""
+    return {"corrupt": good[:100] + _rng().integers(0, 256, len(good) - 100, dtype=np.uint8).tobytes(),
+            "truncated": good[: len(good) // 2], "tail_cut": good[:-2], "empty": b"",
+            "text": b"not an image at all\n"}[damage]
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first_file", "on_thread_pool"])
+@pytest.mark.parametrize("suffix, damage", [(".png", "corrupt"), (".jpg", "corrupt"), (".png", "truncated"),
+                                            (".jpg", "truncated"), (".jpg", "tail_cut"), (".png", "empty"),
+                                            (".png", "text")])
+def test_undecodable_image_file_is_named(tmp_path, suffix, damage, first):
+    """The first file is decoded on the calling thread, the others on the thread pool."""
+    _save(tmp_path / "a" / f"b_good{suffix}", _rng().integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    name = f"{'a' if first else 'c'}_{damage}{suffix}"
+    (tmp_path / "a" / name).write_bytes(_damaged((tmp_path / "a" / f"b_good{suffix}").read_bytes(), damage))
+    with pytest.raises(ValueError, match=f"Cannot decode the image file .*{name}"):
         load_dataset("folder", tmp_path)
+
+
+@pytest.mark.parametrize("action", ["ignore", "error"])
+@pytest.mark.parametrize("limit", [600, 400], ids=["warning_size", "error_size"])
+def test_image_over_the_pixel_limit_is_named(tmp_path, monkeypatch, limit, action):
+    """PIL warns over Image.MAX_IMAGE_PIXELS and raises over twice that; both are errors naming the file,
+    whatever the warning filter. The 32x32 image is decoded on the thread pool, after an 8x8 one."""
+    _save(tmp_path / "a" / "a_small.png", np.zeros((8, 8, 1), np.uint8))
+    _save(tmp_path / "a" / "b_big.png", np.zeros((32, 32, 1), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with warnings.catch_warnings(), pytest.raises(ValueError, match=r"b_big\.png exceeds PIL's pixel limit"):
+        warnings.simplefilter(action, Image.DecompressionBombWarning)
+        load_dataset("folder", tmp_path)
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
+def _frombytes(mode: str, values: np.ndarray) -> Image.Image:
+    """A one-row image of ``values`` in PIL ``mode``, from their raw bytes."""
+    return Image.frombytes(mode, (values.shape[1], values.shape[0]), values.tobytes())
+
+
+#: 16-bit and 32-bit integer values and their uint8 scale, value * 255 / 65535 rounded
+WIDE_INTEGERS = np.array([[0, 32768, 65535, 1000, 257]]), np.array([[0, 128, 255, 4, 1]])
+#: 32-bit integers beyond 0..65535, scaled over their own min..max
+INTEGERS_BEYOND = np.array([[0, 100000, 50000, 1000, 131070]]), np.array([[0, 195, 97, 2, 255]])
+#: float values within [0, 1] (times 255), other float values (over their min..max, -1..3), and their scales
+FLOATS_WITHIN = np.array([[0.0, 0.5, 1.0, 0.25, 0.1]]), np.array([[0, 128, 255, 64, 26]])
+FLOATS_BEYOND = np.array([[-1.0, 0.0, 3.0, 1.0, -0.5]]), np.array([[0, 64, 255, 128, 32]])
+
+
+@pytest.mark.parametrize("file, mode, image, expected", [
+    ("a.png", "I;16", _frombytes("I;16", WIDE_INTEGERS[0].astype("<u2")), WIDE_INTEGERS[1]),
+    ("a.tif", "I;16B", _frombytes("I;16B", WIDE_INTEGERS[0].astype(">u2")), WIDE_INTEGERS[1]),
+    ("a.tif", "I", _frombytes("I", WIDE_INTEGERS[0].astype("<i4")), WIDE_INTEGERS[1]),
+    ("a.tif", "I", _frombytes("I", INTEGERS_BEYOND[0].astype("<i4")), INTEGERS_BEYOND[1]),
+    ("a.tif", "F", _frombytes("F", FLOATS_WITHIN[0].astype("<f4")), FLOATS_WITHIN[1]),
+    ("a.tif", "F", _frombytes("F", FLOATS_BEYOND[0].astype("<f4")), FLOATS_BEYOND[1]),
+], ids=["png_16bit", "tiff_16bit_big_endian", "tiff_32bit_int", "tiff_32bit_int_beyond_16bit",
+        "tiff_float_within_0_1", "tiff_float_beyond"])
+def test_wide_grey_images_are_scaled_by_their_range(tmp_path, file, mode, image, expected):
+    (tmp_path / "x").mkdir()
+    image.save(tmp_path / "x" / file)
+    with Image.open(tmp_path / "x" / file) as reopened:
+        assert reopened.mode == mode
+    data = load_dataset("folder", tmp_path)
+    assert data.train_images.shape == (1, 1, 5, 1)
+    np.testing.assert_array_equal(data.train_images[0, ..., 0], expected)
+    rgb = imagefiles.decode_file(tmp_path / "x" / file, rgb=True)
+    np.testing.assert_array_equal(rgb, np.repeat(expected[..., None], 3, axis=2))
+
+
+def test_16bit_image_of_low_values_is_not_saturated(tmp_path):
+    values = np.linspace(0, 1000, 16, dtype=np.uint16).reshape(4, 4)
+    _frombytes("I;16", values.astype("<u2")).save(tmp_path / "low.png")
+    array = imagefiles.decode_file(tmp_path / "low.png", rgb=False)
+    np.testing.assert_array_equal(array[..., 0], np.rint(values / 257))  # 65535 / 255 = 257
+    assert array.max() == 4
 
 
 def test_test_classes_must_be_train_classes(tmp_path):

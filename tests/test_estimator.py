@@ -13,7 +13,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torchvision.datasets import FakeData, ImageFolder
 
-from imc_cluster import cluster_accuracy, evaluate_clustering
+from imc_cluster import cluster_accuracy, evaluate_clustering, fitting
+from imc_cluster.inputs import InputEncoder
 from imc_cluster.training import LOSS_TERMS
 
 
@@ -161,9 +162,9 @@ def test_normalization_parameter_sets_the_pixel_statistics(tiny, rgb_images):
     images, _ = rgb_images
     mean, std = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
     est = tiny(normalization=(mean, std), max_epochs=1).fit(images)
-    assert (tuple(est.pixel_mean_), tuple(est.pixel_std_)) == (mean, std)
+    assert (tuple(est.inputs_.pixel_mean), tuple(est.inputs_.pixel_std)) == (mean, std)
     computed = tiny(max_epochs=1).fit(images)
-    np.testing.assert_allclose(computed.pixel_mean_, (images / 255.0).reshape(-1, 3).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(computed.inputs_.pixel_mean, (images / 255.0).reshape(-1, 3).mean(axis=0), rtol=1e-6)
     assert computed.history_[0]["loss"] != est.history_[0]["loss"]
     for bad, match in [(((0.5,), (0.2,)), "channel"), (((0.5, 0.5, 0.5), (0.2, 0.0, 0.2)), "std > 0"),
                        (((0.5, 0.5), (0.2, 0.2, 0.2)), "equally long"), ((0.5, 0.2), "pair"),
@@ -174,7 +175,8 @@ def test_normalization_parameter_sets_the_pixel_statistics(tiny, rgb_images):
 
 def test_channels_last_images_are_not_copied(tiny, rgb_images):
     images, _ = rgb_images  # (N, H, W, C) uint8
-    prepared = tiny()._prepare(images, reset=True)
+    est = tiny()
+    prepared = InputEncoder().fit_encode(images, est)
     assert prepared.values.shape == (24, 3, 12, 12)
     assert prepared.values.data_ptr() == images.__array_interface__["data"][0]
     channels_first = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
@@ -186,9 +188,9 @@ def test_channels_last_images_are_not_copied(tiny, rgb_images):
 def test_precision_and_checkpointing_options(tiny, rgb_images):
     images, _ = rgb_images
     est = tiny(activation_checkpointing=True, precision="float32").fit(images)
-    assert est.model_.encoder.checkpointing and est._training_dtype() is None
+    assert est.model_.encoder.checkpointing and fitting._training_dtype(est) is None
     bf16 = tiny(precision="bfloat16", device="cpu")
-    bf16.device_ = bf16._resolve_device()
-    assert bf16._training_dtype() == torch.bfloat16
+    bf16.device_ = torch.device("cpu")
+    assert fitting._training_dtype(bf16) == torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         tiny(precision="float16").fit(images)

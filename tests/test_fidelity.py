@@ -317,7 +317,7 @@ def test_prototype_scores_stay_float32_under_bf16_autocast():
 def test_view_batch_norm_equals_plain_batch_norm_run_view_by_view(momentum, shape, layout):
     """Outputs, input gradients, affine gradients and running statistics of one per-view call equal those of
     torch's BatchNorm called on each view in turn, for every momentum (cumulative, 0, 1 included)."""
-    from imc_cluster.viewnorm import ViewBatchNorm1d, ViewBatchNorm2d
+    from imc_cluster.batchnorm import ViewBatchNorm1d, ViewBatchNorm2d
 
     n_views, channels = 3, shape[1]
     ours = (ViewBatchNorm2d if len(shape) == 4 else ViewBatchNorm1d)(channels, momentum=momentum)

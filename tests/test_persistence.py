@@ -54,11 +54,19 @@ class RunsCode:
         return (open, (self.marker, "w"))
 
 
-def test_crafted_file_is_refused_and_runs_nothing(tmp_path):
+@pytest.mark.parametrize("with_header", [False, True])
+def test_crafted_file_is_refused_and_runs_nothing(tmp_path, with_header):
+    """A pickle that would run code, bare or behind a valid integrity header."""
+    import hashlib
+    import io
+
     marker = tmp_path / "pwned"
-    torch.save({"format": "imc-cluster", "format_version": 1, "payload": RunsCode(str(marker))},
-               tmp_path / "evil.cpt")
-    with pytest.raises(CheckpointError, match="refusing"):
+    body = io.BytesIO()
+    torch.save({"params": RunsCode(str(marker))}, body)
+    body = body.getvalue()
+    header = f"imc-cluster-checkpoint 2 9 sha256={hashlib.sha256(body).hexdigest()} bytes={len(body)}\n"
+    (tmp_path / "evil.cpt").write_bytes((header.encode() if with_header else b"") + body)
+    with pytest.raises(CheckpointError, match="refusing" if with_header else "not an imc-cluster"):
         IMCSwAVClustering.load(tmp_path / "evil.cpt")
     assert not marker.exists()
 
@@ -85,16 +93,17 @@ def test_truncated_and_missing_files(tiny, images, tmp_path):
 
 def test_checkpoint_of_another_architecture(tiny, images, tmp_path):
     tiny().fit(images).save(tmp_path / "m.cpt")
-    payload = torch.load(tmp_path / "m.cpt", weights_only=True)
-    payload["params"]["backbone_width"] = 8
-    torch.save(payload, tmp_path / "other.cpt")
+    content = load_checkpoint(tmp_path / "m.cpt")
+    content["architecture"]["width"] = 8
+    save_checkpoint(content, tmp_path / "other.cpt", "test")
     with pytest.raises(CheckpointError, match="architecture"):
         IMCSwAVClustering.load(tmp_path / "other.cpt")
 
 
 def test_failed_write_keeps_the_previous_checkpoint(tiny, images, tmp_path, monkeypatch):
     target = tmp_path / "m.cpt"
-    save_checkpoint({"epoch": 1}, target)
+    tiny().fit(images).save(target)
+    first = target.read_bytes()
 
     def crash(obj, handle, *args, **kwargs):
         handle.write(b"partial")
@@ -102,9 +111,9 @@ def test_failed_write_keeps_the_previous_checkpoint(tiny, images, tmp_path, monk
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"epoch": 2}, target)
+        save_checkpoint(load_checkpoint(target), target, "test")
     monkeypatch.undo()
-    assert load_checkpoint(target)["epoch"] == 1
+    assert target.read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.cpt"]  # no temporary file left
 
 

@@ -67,21 +67,33 @@ def test_losses_finite_under_bf16_autocast():
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())
 
 
-def test_batch_norm_recalibration_is_the_plain_average():
+def test_batch_norm_recalibration_is_the_plain_average_over_batches_of_a_seeded_order():
     from torch import nn
 
-    from imc_cluster.training import recalibrate_batch_norm
+    from imc_cluster.batchnorm import recalibrate_batch_norm
 
-    norm = nn.BatchNorm1d(3)
-    model = nn.Sequential(norm)
-    model.eval()
-    batches = [torch.randn(10, 3) * scale + shift for scale, shift in [(1.0, 0.0), (2.0, 5.0), (0.5, -1.0)]]
-    recalibrate_batch_norm(model, model, iter(batches))
-    expected_mean = torch.stack([b.mean(0) for b in batches]).mean(0)
-    expected_var = torch.stack([b.var(0) for b in batches]).mean(0)  # unbiased, as BatchNorm tracks it
-    torch.testing.assert_close(norm.running_mean, expected_mean)
-    torch.testing.assert_close(norm.running_var, expected_var)
-    assert norm.momentum == 0.1 and not model.training
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.BatchNorm1d(3)
+
+        def cluster_logits(self, x):
+            return self.norm(x)
+
+    data = torch.randn(35, 3) * torch.tensor([1.0, 2.0, 0.5]) + torch.tensor([0.0, 5.0, -1.0])
+    model = Net()
+    recalibrate_batch_norm(model, data, lambda batch: batch * 2, batch_size=10, n_batches=50, seed=7,
+                           device=torch.device("cpu"))
+    batches = (data[torch.randperm(35, generator=torch.Generator().manual_seed(7))][:30] * 2).split(10)
+    torch.testing.assert_close(model.norm.running_mean, torch.stack([b.mean(0) for b in batches]).mean(0))
+    # unbiased, as BatchNorm tracks it
+    torch.testing.assert_close(model.norm.running_var, torch.stack([b.var(0) for b in batches]).mean(0))
+    assert model.norm.momentum == 0.1 and not model.training
+    again = Net()
+    recalibrate_batch_norm(again, data, lambda batch: batch * 2, batch_size=10, n_batches=2, seed=8,
+                           device=torch.device("cpu"))
+    assert int(again.norm.num_batches_tracked) == 2
+    assert not torch.equal(again.norm.running_var, model.norm.running_var)
 
 
 def test_weights_that_become_non_finite_stop_the_epoch():
@@ -96,7 +108,7 @@ def test_weights_that_become_non_finite_stop_the_epoch():
 def recorded_fit(monkeypatch, n_samples, labelled, batch_size, epochs=1):
     """Fit an MLP on vectors with ``labelled`` samples in the head mask; record every epoch's index
     batches, every batch's features (as ``embed`` returns them) and every training input of the head."""
-    from imc_cluster import IMCSwAVClustering
+    from imc_cluster import IMCSwAVClustering, config
     from imc_cluster.networks import IMCSwAVNet
 
     seen = {"batches": [], "features": [], "head_inputs": []}
@@ -119,7 +131,7 @@ def recorded_fit(monkeypatch, n_samples, labelled, batch_size, epochs=1):
     est = IMCSwAVClustering(3, backbone_width=2, n_prototypes=8, projection_dim=4, head_hidden_dim=8,
                             batch_size=batch_size, max_epochs=epochs, warmup_updates=1,
                             bn_recalibration_batches=0, random_state=0)
-    est._build_model = _recording_head(est._build_model, seen["head_inputs"])
+    monkeypatch.setattr(config, "build_network", _recording_head(config.build_network, seen["head_inputs"]))
     est.fit(X, head_mask=mask)
     return est, mask, seen
 

@@ -1,4 +1,4 @@
-"""Per-view batch normalisation inside one network pass.
+"""BatchNorm in IMC-SwAV: per-view normalisation inside one network pass, and re-estimation.
 
 The published IMC-SwAV code runs the encoder, and the cluster head, once per view, so every BatchNorm
 layer normalises the ``B`` samples of one view with that view's own batch statistics (SPEC "Losses").
@@ -17,12 +17,16 @@ evaluation mode, the layers are plain BatchNorm.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PerView", "ViewBatchNorm1d", "ViewBatchNorm2d", "ViewSequential", "image_major", "run_layers"]
+from .data import gather
+
+__all__ = ["PerView", "ViewBatchNorm1d", "ViewBatchNorm2d", "ViewSequential", "image_major", "run_layers",
+           "recalibrate_batch_norm"]
 
 
 class PerView:
@@ -143,3 +147,42 @@ class ViewBatchNorm1d(_ViewBatchNorm, nn.BatchNorm1d):
 
 class ViewBatchNorm2d(_ViewBatchNorm, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that can normalise image-major views separately (see the module docstring)."""
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, data: torch.Tensor, network_input: Callable[[torch.Tensor], torch.Tensor],
+                           *, batch_size: int, n_batches: int, seed: int, device: torch.device) -> None:
+    """Re-estimate every BatchNorm's running statistics as the plain average over un-augmented batches.
+
+    The batches are the first ``n_batches`` (at most) full batches of one random order of ``data`` drawn
+    from ``seed``, apart from the training's random stream: re-estimating (to evaluate during a fit, say)
+    changes nothing in the training, and gives the same statistics for the same weights every time. The
+    model is left in evaluation mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network (an ``IMCSwAVNet``) whose BatchNorm layers are re-estimated through its
+        ``cluster_logits``.
+    data : Tensor
+        The encoded training data (see :func:`~imc_cluster.data.gather`).
+    network_input : callable
+        Turns a gathered batch into the network's input (normalisation).
+    batch_size, n_batches, seed, device
+        Batch size, most batches used, seed of their order, and the device the model is on.
+    """
+    size = min(batch_size, data.shape[0])
+    n_batches = min(n_batches, data.shape[0] // size)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if n_batches and norms:
+        order = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed)).to(data.device)
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        model.train()
+        for i in range(n_batches):
+            model.cluster_logits(network_input(gather(data, order[i * size:(i + 1) * size], device)))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+    model.eval()

@@ -1,0 +1,261 @@
+"""What :meth:`IMCSwAVClustering.fit` does, step by step, on the estimator it is given.
+
+1. Check the parameters, the callbacks and the head mask; encode ``X`` with the input encoder (a new one,
+   or on a warm start the fitted one, whose network the parameters must still describe).
+2. On a new fit: the normalisation statistics, the fitted architecture, a freshly initialised network and
+   the training state of the seed.
+3. A :class:`~imc_cluster.training.Trainer` in that state, and :func:`~imc_cluster.training.train_epochs`
+   up to ``max_epochs``; after each epoch the evaluation on ``eval_set`` (on BatchNorm statistics
+   re-estimated apart from the training's random stream), the ``history_`` record, the checkpoint and the
+   callbacks.
+4. The BatchNorm statistics of the returned model, evaluation mode, and ``labels_``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import torch
+from filelock import FileLock, Timeout
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+from . import config, inference, persistence
+from . import data as data_lib
+from .inputs import InputEncoder
+from .metrics import evaluate_clustering
+from .networks import ResNetEncoder
+from .batchnorm import recalibrate_batch_norm
+from .training import LOSS_TERMS, DivergenceError, Trainer, train_epochs
+
+__all__ = ["fit", "check_params", "logits", "run", "true_labels"]
+
+
+def check_params(est) -> None:
+    """Every parameter's type, range and structure, before any work starts."""
+    est._validate_params()
+    config.check_params(est.get_params())
+
+
+def fit(est, X, eval_set, callbacks, head_mask) -> None:
+    """Fit ``est`` on ``X`` (see :meth:`IMCSwAVClustering.fit`); the caller restores it on failure."""
+    check_params(est)
+    callbacks = _check_callbacks(callbacks)
+    resume = bool(est.warm_start) and hasattr(est, "model_")
+    if not resume:
+        est.inputs_ = InputEncoder(est.image_shape, est.backbone, est.normalization)
+    data = est.inputs_.encode(X, est) if resume else est.inputs_.fit_encode(X, est)
+    if resume:
+        _check_architecture(est)
+    n_samples = data.values.shape[0]
+    if n_samples < max(2, est.n_clusters):
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={est.n_clusters} (and >= 2).")
+    if data.is_image:
+        config.crop_sizes(est.get_params(), *est.inputs_.sample_shape[1:])
+    evaluation = _eval_set(est, eval_set)
+    mask = _head_mask(head_mask, n_samples)
+    if est.checkpoint_path is not None:
+        persistence.check_writable(est.checkpoint_path)
+    est.device_ = config.resolve_device(est.device)
+    if not resume:
+        _initialize(est, data)
+    trainer = _trainer(est)
+    values = data_lib.place(data.values, est.device_)
+    with _checkpoint_lock(est.checkpoint_path):
+        _train(est, trainer, values, None if mask is None else mask.to(values.device), evaluation, callbacks)
+
+
+def _check_callbacks(callbacks) -> list:
+    callbacks = list(callbacks or ())
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"callbacks must be callables callback(estimator, record), got {callback!r}.")
+    return callbacks
+
+
+def _check_architecture(est) -> None:
+    """A warm start continues the fitted network: the parameters must still describe it."""
+    wanted = config.architecture(est.get_params(), est.inputs_)
+    changed = [f"{key}: {est.architecture_[key]!r} -> {value!r}" for key, value in wanted.items()
+               if value != est.architecture_[key]]
+    if changed:
+        raise ValueError(f"warm_start continues the fitted network, but the parameters change its architecture "
+                         f"({'; '.join(changed)}); set them back, or fit without warm_start.")
+
+
+def _head_mask(head_mask, n_samples: int) -> torch.Tensor | None:
+    """The validated ``head_mask`` as a bool tensor, or None."""
+    if head_mask is None:
+        return None
+    mask = np.asarray(data_lib.as_array_like(head_mask))
+    if mask.dtype != bool or mask.shape != (n_samples,):
+        raise ValueError(f"head_mask must be a boolean array with one entry per sample ({n_samples}), got "
+                         f"dtype {mask.dtype} and shape {mask.shape}.")
+    if not mask.any():
+        raise ValueError("head_mask selects no sample: the cluster head needs at least one.")
+    return torch.from_numpy(mask.copy())
+
+
+def true_labels(y, n_samples: int, what: str) -> np.ndarray:
+    """True labels for scoring: 1-D, one per sample, none missing."""
+    y = np.asarray(data_lib.as_array_like(y))
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(f"{what} must be 1-D with one label per sample: got {y.shape} labels for {n_samples} "
+                         "samples.")
+    if (y.dtype.kind == "f" and np.isnan(y).any()) or (y.dtype == object and any(v is None for v in y)):
+        raise ValueError(f"{what} hold missing (NaN or None) labels; leave those samples out.")
+    return y
+
+
+def _eval_set(est, eval_set) -> tuple[torch.Tensor, np.ndarray] | None:
+    if eval_set is None:
+        return None
+    if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+        raise ValueError("eval_set must be a pair (X_val, y_val).")
+    values = est.inputs_.encode(eval_set[0], est).values
+    return values, true_labels(eval_set[1], values.shape[0], "eval_set labels")
+
+
+def _initialize(est, data: data_lib.PreparedData) -> None:
+    """Fresh statistics, network and training state for a new fit."""
+    if data.is_image:
+        est.inputs_.fit_statistics(data.values)
+        est.n_features_in_ = int(np.prod(data.sample_shape))
+    seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
+    est.architecture_ = config.architecture(est.get_params(), est.inputs_)
+    est.model_ = config.build_network(est.architecture_, seed)
+    generator = torch.Generator(est.device_).manual_seed(seed)
+    est.training_state_ = {"updates": 0, "epoch": 0, "generator": generator.get_state(),
+                           "generator_device": est.device_.type, "seed": seed}
+    est.history_, est.n_iter_ = [], 0
+
+
+def _training_dtype(est) -> torch.dtype | None:
+    """The autocast dtype of training (None for float32), as ``precision`` asks."""
+    if est.precision == "float32":
+        return None
+    return torch.bfloat16 if est.precision == "bfloat16" or est.device_.type == "cuda" else None
+
+
+def _trainer(est) -> Trainer:
+    """A trainer for ``model_`` on the training device, in the state ``training_state_`` records."""
+    params, cuda = est.get_params(), est.device_.type == "cuda"
+    est.model_.to(est.device_)
+    if cuda and est.inputs_.is_image:
+        est.model_.to(memory_format=torch.channels_last)
+    if isinstance(est.model_.encoder, ResNetEncoder):
+        est.model_.encoder.checkpointing = est.activation_checkpointing
+    trainer = Trainer(est.model_, config.augmenter(params, est.inputs_), config.training_config(params),
+                      torch.Generator(est.device_), autocast_dtype=_training_dtype(est),
+                      channels_last=cuda and est.inputs_.is_image, compile=est.compile)
+    trainer.load_state(est.training_state_)
+    return trainer
+
+
+def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callbacks) -> None:
+    """The epochs up to ``max_epochs``, each ending in :func:`_end_epoch`, then :func:`_finish`."""
+    steps = trainer.steps_per_epoch(values.shape[0])
+    remaining, first = max(0, est.max_epochs - trainer.epoch), est.n_iter_
+    saved = None if est.checkpoint_path is None else lambda: _saved_epoch(est.checkpoint_path)
+    with tqdm(total=remaining * steps, disable=not est.verbose, desc="IMC-SwAV", unit="step") as bar:
+        def end_epoch(record: dict) -> None:
+            _end_epoch(est, trainer, values, record, evaluation)
+            bar.set_postfix(_postfix(record))
+
+        try:
+            train_epochs(trainer, values, remaining, end_epoch, head_mask=mask, saved=saved,
+                         on_step=_progress(bar, steps) if est.verbose else None,
+                         callbacks=[_bound(callback, est) for callback in callbacks])
+        except DivergenceError:
+            if est.n_iter_ > first:  # rolled back to the last good epoch: finish that model
+                est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
+                _finish(est, values)
+            raise
+    # the last epoch's evaluation already re-estimated the BatchNorm statistics of the returned model
+    _finish(est, values, recalibrate=evaluation is None or remaining == 0)
+    if est.checkpoint_path is not None:
+        est.save(est.checkpoint_path)
+
+
+def _bound(callback, est):
+    """``callback(est, record)`` as a function of the record."""
+    return lambda record: callback(est, record)
+
+
+def _saved_epoch(path) -> tuple[dict, dict]:
+    """The weights and training state of the checkpoint just written (a rollback reads them back rather
+    than keeping a copy in memory)."""
+    content = persistence.load_checkpoint(path)
+    return content["model"], content["training"]
+
+
+def _end_epoch(est, trainer: Trainer, values: torch.Tensor, record: dict, evaluation) -> None:
+    """Evaluate, record the epoch and the training state, and write the checkpoint."""
+    if evaluation is not None:
+        _recalibrate(est, values)
+        record.update(evaluate_clustering(evaluation[1], logits(est, evaluation[0]).argmax(dim=1).numpy()))
+    est.history_ = [*est.history_, record]  # a new list: a failed warm start puts the old one back
+    est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
+    if est.checkpoint_path is not None:
+        est.save(est.checkpoint_path)
+
+
+def _finish(est, values: torch.Tensor, recalibrate: bool = True) -> None:
+    """Evaluation-ready BatchNorm statistics, the model in evaluation mode, and the training labels."""
+    if recalibrate:
+        _recalibrate(est, values)
+    est.model_.eval()
+    est.labels_ = logits(est, values).argmax(dim=1).numpy().astype(np.int64)
+
+
+def _recalibrate(est, values: torch.Tensor) -> None:
+    recalibrate_batch_norm(est.model_, values, est.inputs_.network_input, batch_size=est.batch_size,
+                           n_batches=est.bn_recalibration_batches, seed=est.training_state_["seed"],
+                           device=est.device_)
+
+
+def run(est, network, values: torch.Tensor) -> torch.Tensor:
+    """``network`` (a part of ``est.model_``) on encoded ``values``, in evaluation mode, under bf16 autocast
+    on CUDA unless ``precision="float32"``."""
+    return inference.run(est.model_, network, values, est.inputs_.network_input, device=est.device_,
+                         batch_size=est.batch_size,
+                         bfloat16=est.device_.type == "cuda" and est.precision != "float32")
+
+
+def logits(est, values: torch.Tensor) -> torch.Tensor:
+    """Cluster logits of encoded ``values``."""
+    return run(est, est.model_.cluster_logits, values)
+
+
+def _checkpoint_lock(path):
+    """Hold ``path + ".lock"`` for the whole fit, so that two processes never write the same checkpoint; a
+    second one fails at once."""
+    if path is None:
+        return contextlib.nullcontext()
+    lock = FileLock(os.fspath(path) + ".lock", timeout=0)
+    try:
+        return lock.acquire()  # a context manager that releases the lock on exit
+    except Timeout:
+        raise ValueError(f"Another process is training into {path} (its lock {lock.lock_file} is held); choose "
+                         "another checkpoint path.") from None
+
+
+def _postfix(record: dict) -> dict[str, str]:
+    shown = ("epoch", *LOSS_TERMS, "acc")
+    return {key: f"{value:.3f}" if isinstance(value, float) else str(value)
+            for key, value in record.items() if key in shown}
+
+
+def _progress(bar: tqdm, steps: int):
+    """Per-step progress: advance the bar, and show the running losses about 10 times an epoch (each read
+    waits for the device)."""
+    every = max(1, steps // 10)
+
+    def on_step(step: int, means: torch.Tensor) -> None:
+        bar.update()
+        if (step + 1) % every == 0:
+            bar.set_postfix(_postfix(dict(zip(LOSS_TERMS, means.tolist()))))
+
+    return on_step
