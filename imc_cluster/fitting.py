@@ -123,6 +123,7 @@ def _initialize(est, data: data_lib.PreparedData) -> None:
     if data.is_image:
         est.inputs_.fit_statistics(data.values)
         est.n_features_in_ = int(np.prod(data.sample_shape))
+        est.__dict__.pop("feature_names_in_", None)  # left by an earlier fit on named features
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
     est.architecture_ = config.architecture(est.get_params(), est.inputs_)
     est.model_ = config.build_network(est.architecture_, seed)

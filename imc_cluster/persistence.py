@@ -23,6 +23,7 @@ import struct
 import tempfile
 import warnings
 import zipfile
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +176,8 @@ def estimator_sections(estimator) -> dict:
         fitted["labels_"] = torch.from_numpy(np.asarray(estimator.labels_, dtype=np.int64).copy())
     if hasattr(estimator, "feature_names_in_"):
         fitted["feature_names_in_"] = [str(name) for name in estimator.feature_names_in_]
-    return {"params": _plain({**params, "random_state": seed if isinstance(seed, int) else None}),
+    seed = int(seed) if isinstance(seed, Integral) and not isinstance(seed, bool) else None
+    return {"params": _plain({**params, "random_state": seed}),
             "architecture": dict(estimator.architecture_), "inputs": estimator.inputs_.state_dict(),
             "fitted": fitted, "model": to_cpu(estimator.model_.state_dict()),
             "training": to_cpu(estimator.training_state_)}
