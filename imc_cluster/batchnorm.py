@@ -122,12 +122,15 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
         ``variances`` of shape ``(V, C)``, in view order)."""
         n_views = means.shape[0]
         means, variances = means.to(self.running_mean.dtype), variances.to(self.running_var.dtype)
+        # the buffers through .data: autograd saves them with every training-mode batch_norm call (whose backward
+        # never reads them), so a plain call earlier in the pass (a group of one view) must not see them change
+        running_mean, running_var = self.running_mean.data, self.running_var.data
         if self.momentum is None:  # cumulative average over every batch seen, as nn.BatchNorm does
             seen = self.num_batches_tracked.to(means.dtype)
-            for running, batch in ((self.running_mean, means), (self.running_var, variances)):
+            for running, batch in ((running_mean, means), (running_var, variances)):
                 running.mul_(seen).add_(batch.sum(dim=0)).div_(seen + n_views)
         elif not 0.0 < self.momentum < 1.0:  # the updates one by one (momentum 0 or 1: no closed form below)
-            for running, batch in ((self.running_mean, means), (self.running_var, variances)):
+            for running, batch in ((running_mean, means), (running_var, variances)):
                 for view in batch:
                     running.lerp_(view, self.momentum)
         else:  # r <- (1 - m) r + m s_v for v = 1..V, i.e. r (1 - m)^V + sum_v m (1 - m)^(V - v) s_v
@@ -136,9 +139,9 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
             shift = math.log(self.momentum) / math.log(decay)
             weights = torch.logspace(n_views - 1 + shift, shift, n_views, base=decay, device=means.device,
                                      dtype=means.dtype)
-            self.running_mean.addmv_(means.t(), weights, beta=decay**n_views)
-            self.running_var.addmv_(variances.t(), weights, beta=decay**n_views)
-        self.num_batches_tracked.add_(n_views)
+            running_mean.addmv_(means.t(), weights, beta=decay**n_views)
+            running_var.addmv_(variances.t(), weights, beta=decay**n_views)
+        self.num_batches_tracked.data.add_(n_views)
 
 
 class ViewBatchNorm1d(_ViewBatchNorm, nn.BatchNorm1d):

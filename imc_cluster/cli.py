@@ -56,6 +56,15 @@ PARAM_FLAGS: dict[str, str] = {
 ARCHITECTURE = ("backbone", "backbone_width", "n_prototypes", "projection_dim", "n_clusters")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line ``imc-cluster: ...`` (exit status 2), like every
+    other error of the command line; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"imc-cluster: {self.prog.removeprefix('imc-cluster').strip() or 'usage'}: {message} "
+                     f"(see {self.prog} --help)\n")
+
+
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", required=True, type=str.lower, choices=DATASETS, metavar="NAME",
@@ -89,7 +98,7 @@ PRESETS: dict[str, dict] = {
 
 def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
     """The ``imc-cluster`` argument parser; ``preset`` overrides defaults of ``train`` flags."""
-    parser = argparse.ArgumentParser(prog="imc-cluster", description=__doc__,
+    parser = _Parser(prog="imc-cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,test}")
 

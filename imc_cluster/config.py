@@ -67,6 +67,9 @@ def check_params(params: dict) -> None:
                          f"hue) with hue <= 0.5, got {params['color_jitter']!r}.")
     if any(not isinstance(m, Integral) or isinstance(m, bool) or m < 0 for m in params["lr_milestones"]):
         raise ValueError(f"lr_milestones must be non-negative epoch numbers, got {params['lr_milestones']!r}.")
+    if params["n_large_crops"] + params["n_small_crops"] < 2:
+        raise ValueError("n_large_crops + n_small_crops must be at least 2 (SwAV predicts each large view's code "
+                         f"from the other views), got {params['n_large_crops']} + {params['n_small_crops']}.")
     check_image_shape(params["image_shape"])
     _crop_size_structure("large_crop_size", params["large_crop_size"])
     _crop_size_structure("small_crop_size", params["small_crop_size"])

@@ -68,6 +68,9 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
 
 
 def _check_callbacks(callbacks) -> list:
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)):
+        raise TypeError(f"callbacks must be a sequence of callables callback(estimator, record), got {callbacks!r}; "
+                        "wrap a single one in a list.")
     callbacks = list(callbacks or ())
     for callback in callbacks:
         if not callable(callback):

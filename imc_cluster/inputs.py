@@ -180,13 +180,16 @@ class InputEncoder:
         """The learned state as plain data and tensors."""
         def tensor(a):
             return None if a is None else torch.from_numpy(np.asarray(a, dtype=np.float64).copy())
-        return {"is_image": self.is_image, "sample_shape": list(self.sample_shape),
+        return {"image_shape": None if self.image_shape is None else [int(v) for v in self.image_shape],
+                "backbone": self.backbone, "is_image": self.is_image, "sample_shape": list(self.sample_shape),
                 "pixel_range": None if self.pixel_range is None else list(self.pixel_range),
                 "pixel_mean": self.pixel_mean, "pixel_std": self.pixel_std,
                 "feature_mean": tensor(self.feature_mean), "feature_scale": tensor(self.feature_scale)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned (validated by :mod:`imc_cluster.persistence`)."""
+        self.image_shape = None if state["image_shape"] is None else tuple(state["image_shape"])
+        self.backbone = state["backbone"]
         self.is_image = bool(state["is_image"])
         self.sample_shape = tuple(int(s) for s in state["sample_shape"])
         self.pixel_range = None if state["pixel_range"] is None else tuple(float(v) for v in state["pixel_range"])

@@ -107,6 +107,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         weights, or was written in another format than this version reads.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file.")
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}.")
     raw = path.read_bytes()
@@ -114,10 +116,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not header.startswith(_MAGIC.encode("ascii") + b" "):
         _refuse_foreign(path, raw)
     fields = header.decode("ascii", errors="replace").split(" ")
-    if len(fields) != 5 or fields[1] != str(FORMAT_VERSION):
-        version = fields[1] if len(fields) > 1 else "?"
-        raise CheckpointError(f"{path} is in checkpoint format {version!r} or has a corrupt header; this version "
-                              f"of imc-cluster reads format {FORMAT_VERSION}.")
+    if len(fields) > 1 and fields[1] != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path} is in checkpoint format {fields[1]!r} (or its header is corrupt); this "
+                              f"version of imc-cluster reads format {FORMAT_VERSION}.")
+    if len(fields) != 5:
+        raise CheckpointError(f"{path} is truncated or corrupt: its header line is incomplete.")
     if fields[3] != f"sha256={hashlib.sha256(body).hexdigest()}" or fields[4] != f"bytes={len(body)}":
         raise CheckpointError(f"{path} is truncated or corrupt: its integrity digest does not match its content.")
     try:
@@ -326,18 +329,31 @@ def _validate(content: dict) -> None:
     for key, kind in _TRAINING.items():
         _expect(content["training"][key], kind, f"training[{key!r}]")
     _keys(content["training"]["optimizer"], "training['optimizer']", {"state", "param_groups"})
+    if min(content["training"]["updates"], content["training"]["epoch"]) < 0:
+        raise ValueError("training['updates'] and training['epoch'] must not be negative")
+    shape, size = content["inputs"]["sample_shape"], content["fitted"]["n_features_in_"]
+    if size != math.prod(shape):
+        raise ValueError(f"fitted['n_features_in_'] = {size} does not match inputs['sample_shape'] = {shape}")
 
 
 def _validate_inputs(inputs: dict) -> None:
-    names = {"is_image", "sample_shape", "pixel_range", "pixel_mean", "pixel_std", "feature_mean",
-             "feature_scale"}
+    names = {"image_shape", "backbone", "is_image", "sample_shape", "pixel_range", "pixel_mean", "pixel_std",
+             "feature_mean", "feature_scale"}
     _keys(inputs, "inputs", names)
+    _expect(inputs["backbone"], str, "inputs['backbone']")
+    if inputs["image_shape"] is not None:
+        _numbers(inputs["image_shape"], "inputs['image_shape']")
     image = _expect(inputs["is_image"], bool, "inputs['is_image']")
     shape = _expect(inputs["sample_shape"], list, "inputs['sample_shape']")
     if len(shape) != (3 if image else 1) or not all(isinstance(s, int) and s >= 1 for s in shape):
         raise ValueError(f"inputs['sample_shape'] is not the shape of one {'image' if image else 'vector'}")
+    unused = ("feature_mean", "feature_scale") if image else ("pixel_range", "pixel_mean", "pixel_std")
+    if any(inputs[key] is not None for key in unused):
+        raise ValueError(f"inputs hold {' and '.join(unused)} of the other kind of input")
     if image:
         _numbers(inputs["pixel_range"], "inputs['pixel_range']", 2)
+        if inputs["pixel_range"][0] >= inputs["pixel_range"][1]:
+            raise ValueError("inputs['pixel_range'] must be an increasing pair")
         for key in ("pixel_mean", "pixel_std"):
             _numbers(inputs[key], f"inputs[{key!r}]", shape[0])
         if min(inputs["pixel_std"]) <= 0:
@@ -354,6 +370,8 @@ def _validate_fitted(fitted: dict) -> None:
     for key, kind in {**_FITTED, **_FITTED_OPTIONAL}.items():
         if key in fitted:
             _expect(fitted[key], kind, f"fitted[{key!r}]")
+    if fitted["n_features_in_"] < 1 or fitted["n_iter_"] < 0:
+        raise ValueError("fitted['n_features_in_'] must be positive and fitted['n_iter_'] not negative")
     for record in fitted["history_"]:
         for key, value in _expect(record, dict, "a history_ record").items():
             _expect(key, str, "a history_ key")

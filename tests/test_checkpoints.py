@@ -82,6 +82,14 @@ CHANGES = {
     "inputs of the wrong kind": (lambda c: c["inputs"].__setitem__("is_image", 1), "is_image"),
     "training state missing its optimiser": (lambda c: c["training"].pop("optimizer"), "optimizer"),
     "a generator state of the wrong type": (lambda c: c["training"].__setitem__("generator", "x"), "generator"),
+    "vector statistics in an image checkpoint": (lambda c: c["inputs"].__setitem__("feature_mean", "zz"),
+                                                 "feature_mean"),
+    "an inverted pixel range": (lambda c: c["inputs"].__setitem__("pixel_range", [255.0, 0.0]), "pixel_range"),
+    "a sample shape that is not the features'": (lambda c: c["inputs"].__setitem__("sample_shape", [3, 99, 99]),
+                                                  "n_features_in_"),
+    "a negative feature count": (lambda c: c["fitted"].__setitem__("n_features_in_", -5), "n_features_in_"),
+    "a negative epoch": (lambda c: c["training"].__setitem__("epoch", -5), "epoch"),
+    "an image_shape of the wrong type": (lambda c: c["inputs"].__setitem__("image_shape", "8x8"), "image_shape"),
 }
 
 
@@ -126,4 +134,13 @@ def test_older_formats_are_refused_with_the_version(tmp_path):
                tmp_path / "old.cpt")
     with pytest.raises(CheckpointError, match="format 1.*reads format 2") as error:
         IMCSwAVClustering.load(tmp_path / "old.cpt")
+    assert one_line(error)
+
+
+def test_a_directory_or_a_cut_header_is_named(saved, tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory"):
+        IMCSwAVClustering.load(tmp_path)
+    (tmp_path / "head.cpt").write_bytes(saved[0].read_bytes()[:30])
+    with pytest.raises(CheckpointError, match="header line is incomplete") as error:
+        IMCSwAVClustering.load(tmp_path / "head.cpt")
     assert one_line(error)

@@ -221,10 +221,17 @@ def test_error_is_one_line_and_status_2(build, expected, tmp_path, checkpoint, m
     assert expected in err and "Traceback" not in err, err
 
 
-def test_usage_errors_stay_argparse_errors(capsys):
-    assert run(["train", "--dataset", "digits", "--batch_size", "many"]) == 2
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--dataset", "digits", "--batch_size", "many"], "invalid int value: 'many'"),
+    (["train", "--dataset", "nope"], "invalid choice: 'nope'"),
+    (["test", "--dataset", "digits", "--cpt_load_path", "m.cpt", "--epochs", "3"], "unrecognized arguments"),
+    (["bogus"], "invalid choice: 'bogus'"),
+    ([], "required"),
+])
+def test_usage_errors_are_one_line_too(capsys, argv, expected):
+    assert run(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: imc-cluster train") and "invalid int value: 'many'" in err
+    assert err.startswith("imc-cluster: ") and err.count("\n") == 1 and expected in err and "--help" in err, err
 
 
 def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):

@@ -346,3 +346,10 @@ def test_view_batch_norm_equals_plain_batch_norm_run_view_by_view(momentum, shap
         torch.testing.assert_close(getattr(ours, name).grad, getattr(plain, name).grad, rtol=1e-4, atol=1e-5)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         torch.testing.assert_close(getattr(ours, name), getattr(plain, name), rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mlp"])
+def test_one_large_view_equals_published_step(backbone):
+    """A group of one view (plain BatchNorm) followed by a per-view group in the same layers."""
+    model, reference = build(backbone, n_clusters=3, n_prototypes=12, projection_dim=8, hidden=16, width=4)
+    assert_same_step(model, reference, per_view_inputs(backbone, 6, n_large=1, n_small=3, sizes=(12, 8)), n_large=1)

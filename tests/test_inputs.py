@@ -180,6 +180,11 @@ def test_parameters_changed_after_fit_never_change_the_fitted_model(fitted_on_ui
     for copy_ in (IMCSwAVClustering.load(tmp_path / "m.cpt"), pickle.loads(pickle.dumps(est))):
         assert copy_.n_clusters == 7 and copy_.architecture_["n_clusters"] == 3
         np.testing.assert_array_equal(copy_.predict_proba(pixels[0]), expected)
+    est.set_params(backbone="mlp", image_shape=(12, 36))  # the input encoder keeps the fitted reading of X
+    np.testing.assert_array_equal(est.predict_proba(pixels[0]), expected)
+    est.save(tmp_path / "m.cpt")
+    np.testing.assert_array_equal(IMCSwAVClustering.load(tmp_path / "m.cpt").predict_proba(pixels[0]), expected)
+    est.set_params(backbone="auto", image_shape=None)
     with pytest.raises(ValueError, match="architecture"):
         est.set_params(warm_start=True, max_epochs=3).fit(pixels[0])
     np.testing.assert_array_equal(est.predict_proba(pixels[0]), expected)
@@ -203,8 +208,11 @@ def test_parameters_with_structure_are_checked_before_any_work(pixels, monkeypat
                           ({"lr_milestones": (10, -1)}, "lr_milestones")]:
         with pytest.raises(ValueError, match=match):
             IMCSwAVClustering(**params).fit(pixels[0])
-    with pytest.raises(TypeError, match="callbacks"):
-        IMCSwAVClustering().fit(pixels[0], callbacks=["not callable"])
+    with pytest.raises(ValueError, match="n_large_crops \\+ n_small_crops"):
+        IMCSwAVClustering(n_large_crops=1, n_small_crops=0).fit(pixels[0])
+    for callbacks in (["not callable"], print):
+        with pytest.raises(TypeError, match="callbacks"):
+            IMCSwAVClustering().fit(pixels[0], callbacks=callbacks)
 
 
 def test_concurrent_inference_equals_sequential_and_keeps_batch_norm_buffers(fitted_on_uint8, pixels):
