@@ -65,8 +65,13 @@ def ndim(X) -> int:
 def as_array_like(X):
     """``X`` with torch containers opened: a tensor as a numpy array (detached from autograd, on the CPU), a
     DataLoader as the array of its batches' inputs (targets dropped); anything else as it is."""
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError("X is a masked array: its mask would be ignored; pass the valid samples as a plain array.")
     if isinstance(X, torch.Tensor):
-        return X.detach().cpu().numpy()
+        if X.device.type == "meta":
+            raise TypeError("X is a tensor on the 'meta' device, which holds no values.")
+        X = X.detach().cpu()
+        return (X.float() if X.dtype in (torch.bfloat16, torch.float16) else X).numpy()
     if isinstance(X, torch.utils.data.DataLoader):
         batches = [batch[0] if isinstance(batch, (tuple, list)) else batch for batch in X]
         if not batches:

@@ -68,6 +68,7 @@ def forms(images):
         "IterableDataset of PIL images": Stream(images),
         "DataLoader": DataLoader(TensorDataset(as_tensor, torch.zeros(len(images))), batch_size=5),
         "uint16": images.astype(np.uint16) * 257,
+        "bfloat16 tensor": torch.from_numpy(images / 255.0).bfloat16(),
         "channels-first uint8": np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
     }
 
@@ -150,6 +151,8 @@ def test_features_beyond_float32_are_an_error_before_training():
     (lambda images: DataLoader(TensorDataset(torch.zeros(0, 3, 4, 4)), batch_size=2), ValueError, "no batch"),
     (lambda images: DataLoader([["a", 0]] * 4, batch_size=2, collate_fn=lambda b: b), TypeError, "tensors"),
     (lambda images: images.astype(object), TypeError, "numeric"),
+    (lambda images: np.ma.masked_array(images), TypeError, "masked array"),
+    (lambda images: torch.empty(images.shape, device="meta"), TypeError, "meta"),
 ])
 def test_unsupported_containers_are_clear_errors(pixels, make, error, match):
     est = IMCSwAVClustering(n_clusters=3, backbone="mlp" if "mlp" in match else "auto", max_epochs=1)
