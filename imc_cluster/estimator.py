@@ -8,7 +8,6 @@ generator, the network and the schedule; :mod:`~imc_cluster.training` runs the e
 
 from __future__ import annotations
 
-import copy
 import os
 from numbers import Integral, Real
 
@@ -19,9 +18,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import fitting, persistence
-from .metrics import cluster_accuracy
+from .metrics import cluster_accuracy, information_score
 from .networks import RESNET_LAYOUTS
-from .training import DivergenceError
 
 __all__ = ["IMCSwAVClustering"]
 
@@ -292,27 +290,8 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             complete epoch (and as before ``fit`` when the first epoch diverged); the checkpoint, if any,
             still holds that last good epoch.
         """
-        previous = dict(self.__dict__)
-        # a warm start trains model_ in place: keep its weights to put back if the fit fails
-        weights = copy.deepcopy(self.model_.state_dict()) if self.warm_start and hasattr(self, "model_") else None
-        try:
-            fitting.fit(self, X, eval_set, callbacks, head_mask)
-            return self
-        except DivergenceError:
-            if getattr(self, "n_iter_", 0) <= previous.get("n_iter_", 0):
-                self._restore(previous, weights)
-            raise
-        except BaseException:
-            self._restore(previous, weights)  # a failed fit leaves a previously fitted estimator as it was
-            raise
-
-    def _restore(self, previous: dict, weights: dict | None) -> None:
-        """Put back the attributes of ``previous`` and, after a warm start, the model's weights and device."""
-        self.__dict__.clear()
-        self.__dict__.update(previous)
-        if weights is not None:
-            self.model_.load_state_dict(weights)
-            self.model_.to(self.device_).eval()
+        fitting.fit_or_restore(self, X, eval_set, callbacks, head_mask)
+        return self
 
     # ------------------------------------------------------------------ inference
 
@@ -386,10 +365,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         proba = self.predict_proba(X)
         if y is not None:
             return cluster_accuracy(fitting.true_labels(y, proba.shape[0], "y"), proba.argmax(axis=1))
-        marginal = proba.mean(axis=0)
-        entropy_of_mean = -np.sum(marginal * np.log(np.clip(marginal, 1e-300, None)))
-        mean_entropy = -np.mean(np.sum(proba * np.log(np.clip(proba, 1e-300, None)), axis=1))
-        return float(entropy_of_mean - mean_entropy)
+        return information_score(proba)
 
     @property
     def input_shape_(self) -> tuple[int, ...]:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 
 import numpy as np
@@ -30,7 +31,7 @@ from .networks import ResNetEncoder
 from .batchnorm import recalibrate_batch_norm
 from .training import LOSS_TERMS, DivergenceError, Trainer, train_epochs
 
-__all__ = ["fit", "check_params", "logits", "run", "true_labels"]
+__all__ = ["fit_or_restore", "fit", "check_params", "logits", "run", "true_labels"]
 
 
 def check_params(est) -> None:
@@ -39,8 +40,26 @@ def check_params(est) -> None:
     config.check_params(est.get_params())
 
 
+def fit_or_restore(est, X, eval_set, callbacks, head_mask) -> None:
+    """:func:`fit`, or on failure ``est`` put back as it was (after a divergence: as after its last complete
+    epoch, when one completed)."""
+    previous = dict(est.__dict__)
+    # a warm start trains model_ in place: keep its weights to put back if the fit fails
+    weights = copy.deepcopy(est.model_.state_dict()) if est.warm_start and hasattr(est, "model_") else None
+    try:
+        fit(est, X, eval_set, callbacks, head_mask)
+    except BaseException as error:
+        if not isinstance(error, DivergenceError) or getattr(est, "n_iter_", 0) <= previous.get("n_iter_", 0):
+            est.__dict__.clear()
+            est.__dict__.update(previous)
+            if weights is not None:
+                est.model_.load_state_dict(weights)
+                est.model_.to(est.device_).eval()
+        raise
+
+
 def fit(est, X, eval_set, callbacks, head_mask) -> None:
-    """Fit ``est`` on ``X`` (see :meth:`IMCSwAVClustering.fit`); the caller restores it on failure."""
+    """Fit ``est`` on ``X`` (see :meth:`IMCSwAVClustering.fit`); :func:`fit_or_restore` restores it on failure."""
     check_params(est)
     callbacks = _check_callbacks(callbacks)
     resume = bool(est.warm_start) and hasattr(est, "model_")

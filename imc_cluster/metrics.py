@@ -12,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-__all__ = ["cluster_accuracy", "cluster_mapping", "top_k_cluster_accuracy", "evaluate_clustering"]
+__all__ = ["cluster_accuracy", "cluster_mapping", "top_k_cluster_accuracy", "evaluate_clustering", "information_score"]
 
 
 def _as_labels(labels, name: str) -> np.ndarray:
@@ -146,3 +146,13 @@ def evaluate_clustering(labels_true, labels_pred, proba=None, top_k: int | None 
             raise ValueError("top_k needs proba, the soft cluster assignments.")
         metrics[f"top{top_k}_acc"] = top_k_cluster_accuracy(labels_true, proba, k=top_k)
     return metrics
+
+
+def information_score(proba: np.ndarray) -> float:
+    """Mutual information ``I(X; Y) = H(mean_x p(y|x)) - mean_x H(p(y|x))`` in nats of soft assignments
+    ``proba`` (n_samples, n_clusters): between 0 and ``log(n_clusters)``, high for confident, balanced
+    clusters."""
+    marginal = proba.mean(axis=0)
+    entropy_of_mean = -np.sum(marginal * np.log(np.clip(marginal, 1e-300, None)))
+    mean_entropy = -np.mean(np.sum(proba * np.log(np.clip(proba, 1e-300, None)), axis=1))
+    return float(entropy_of_mean - mean_entropy)
