@@ -25,8 +25,15 @@ from torch import nn
 
 from .data import gather
 
-__all__ = ["PerView", "ViewBatchNorm1d", "ViewBatchNorm2d", "ViewSequential", "image_major", "run_layers",
-           "recalibrate_batch_norm"]
+__all__ = [
+    "PerView",
+    "ViewBatchNorm1d",
+    "ViewBatchNorm2d",
+    "ViewSequential",
+    "image_major",
+    "run_layers",
+    "recalibrate_batch_norm",
+]
 
 
 class PerView:
@@ -81,7 +88,9 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
             return super().forward(x)
         self._check_input_dim(x)
         if x.shape[0] % n_views:
-            raise ValueError(f"{type(self).__name__} got {x.shape[0]} samples, not a multiple of {n_views} views.")
+            raise ValueError(
+                f"{type(self).__name__} got {x.shape[0]} samples, not a multiple of {n_views} views."
+            )
         if x.is_contiguous():
             return self._native(x, n_views)
         return self._functional(x, n_views)
@@ -95,8 +104,15 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
             scratch = self.running_mean.new_zeros(2, n_views * channels).unbind()
         weight = None if self.weight is None else self.weight.repeat(n_views)
         bias = None if self.bias is None else self.bias.repeat(n_views)
-        y = F.batch_norm(x.view(x.shape[0] // n_views, n_views * channels, *x.shape[2:]), *scratch,
-                         weight, bias, training=True, momentum=1.0, eps=self.eps)
+        y = F.batch_norm(
+            x.view(x.shape[0] // n_views, n_views * channels, *x.shape[2:]),
+            *scratch,
+            weight,
+            bias,
+            training=True,
+            momentum=1.0,
+            eps=self.eps,
+        )
         if self.track_running_stats:
             self._fold_running_stats(scratch[0].view(n_views, channels), scratch[1].view(n_views, channels))
         return _reshaped(y, x.shape)
@@ -137,8 +153,9 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
             decay = 1.0 - self.momentum
             # the weights m (1 - m)^(V - v) = (1 - m)^(V - v + log(m) / log(1 - m)), in one kernel
             shift = math.log(self.momentum) / math.log(decay)
-            weights = torch.logspace(n_views - 1 + shift, shift, n_views, base=decay, device=means.device,
-                                     dtype=means.dtype)
+            weights = torch.logspace(
+                n_views - 1 + shift, shift, n_views, base=decay, device=means.device, dtype=means.dtype
+            )
             running_mean.addmv_(means.t(), weights, beta=decay**n_views)
             running_var.addmv_(variances.t(), weights, beta=decay**n_views)
         self.num_batches_tracked.data.add_(n_views)
@@ -153,8 +170,16 @@ class ViewBatchNorm2d(_ViewBatchNorm, nn.BatchNorm2d):
 
 
 @torch.no_grad()
-def recalibrate_batch_norm(model: nn.Module, data: torch.Tensor, network_input: Callable[[torch.Tensor], torch.Tensor],
-                           *, batch_size: int, n_batches: int, seed: int, device: torch.device) -> None:
+def recalibrate_batch_norm(
+    model: nn.Module,
+    data: torch.Tensor,
+    network_input: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int,
+    n_batches: int,
+    seed: int,
+    device: torch.device,
+) -> None:
     """Re-estimate every BatchNorm's running statistics as the plain average over un-augmented batches.
 
     The batches are the first ``n_batches`` (at most) full batches of one random order of ``data`` drawn
@@ -185,7 +210,7 @@ def recalibrate_batch_norm(model: nn.Module, data: torch.Tensor, network_input: 
             m.momentum = None  # cumulative average
         model.train()
         for i in range(n_batches):
-            model.cluster_logits(network_input(gather(data, order[i * size:(i + 1) * size], device)))
+            model.cluster_logits(network_input(gather(data, order[i * size : (i + 1) * size], device)))
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
     model.eval()

@@ -16,16 +16,32 @@ from .inputs import InputEncoder, check_image_shape, check_normalization
 from .networks import STEM_POOL_MIN_SIDE, IMCSwAVNet, MLPEncoder, ResNetEncoder
 from .training import TrainingConfig
 
-__all__ = ["LARGE_CROP_FRACTION", "SMALL_CROP_FRACTION", "ARCHITECTURE_PARAMS", "default_crop_size",
-           "check_params", "resolve_device", "crop_sizes", "augmenter", "architecture", "build_network",
-           "training_config"]
+__all__ = [
+    "LARGE_CROP_FRACTION",
+    "SMALL_CROP_FRACTION",
+    "ARCHITECTURE_PARAMS",
+    "default_crop_size",
+    "check_params",
+    "resolve_device",
+    "crop_sizes",
+    "augmenter",
+    "architecture",
+    "build_network",
+    "training_config",
+]
 
 #: default crop sides as fractions of the image side (28/32 and 18/32 on CIFAR, 56/64 and 36/64 on Tiny-ImageNet)
 LARGE_CROP_FRACTION = 0.875
 SMALL_CROP_FRACTION = 0.5625
 #: the parameters that shape the network: a warm start must keep them
-ARCHITECTURE_PARAMS = ("backbone", "backbone_width", "n_clusters", "n_prototypes", "projection_dim",
-                       "head_hidden_dim")
+ARCHITECTURE_PARAMS = (
+    "backbone",
+    "backbone_width",
+    "n_clusters",
+    "n_prototypes",
+    "projection_dim",
+    "head_hidden_dim",
+)
 
 
 def default_crop_size(fraction: float, height: int, width: int) -> tuple[int, int]:
@@ -50,7 +66,9 @@ def _crop_size_structure(name: str, value) -> tuple[int, int] | None:
     if value is None:
         return None
     size = (value, value) if isinstance(value, Integral) else tuple(value)
-    if len(size) != 2 or not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in size):
+    if len(size) != 2 or not all(
+        isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in size
+    ):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}.")
     return int(size[0]), int(size[1])
 
@@ -61,15 +79,24 @@ def check_params(params: dict) -> None:
     _pair("small_crop_scale", params["small_crop_scale"], 1e-6, 1.0)
     _pair("betas", params["betas"], 0.0, 1.0 - 1e-12)
     jitter = tuple(params["color_jitter"])
-    if len(jitter) != 4 or any(not isinstance(j, Real) or isinstance(j, bool) or j < 0 for j in jitter) \
-            or jitter[3] > 0.5:
-        raise ValueError("color_jitter must be 4 non-negative numbers (brightness, contrast, saturation, "
-                         f"hue) with hue <= 0.5, got {params['color_jitter']!r}.")
+    if (
+        len(jitter) != 4
+        or any(not isinstance(j, Real) or isinstance(j, bool) or j < 0 for j in jitter)
+        or jitter[3] > 0.5
+    ):
+        raise ValueError(
+            "color_jitter must be 4 non-negative numbers (brightness, contrast, saturation, "
+            f"hue) with hue <= 0.5, got {params['color_jitter']!r}."
+        )
     if any(not isinstance(m, Integral) or isinstance(m, bool) or m < 0 for m in params["lr_milestones"]):
-        raise ValueError(f"lr_milestones must be non-negative epoch numbers, got {params['lr_milestones']!r}.")
+        raise ValueError(
+            f"lr_milestones must be non-negative epoch numbers, got {params['lr_milestones']!r}."
+        )
     if params["n_large_crops"] + params["n_small_crops"] < 2:
-        raise ValueError("n_large_crops + n_small_crops must be at least 2 (SwAV predicts each large view's code "
-                         f"from the other views), got {params['n_large_crops']} + {params['n_small_crops']}.")
+        raise ValueError(
+            "n_large_crops + n_small_crops must be at least 2 (SwAV predicts each large view's code "
+            f"from the other views), got {params['n_large_crops']} + {params['n_small_crops']}."
+        )
     check_image_shape(params["image_shape"])
     _crop_size_structure("large_crop_size", params["large_crop_size"])
     _crop_size_structure("small_crop_size", params["small_crop_size"])
@@ -101,7 +128,10 @@ def resolve_device(name: str) -> torch.device:
 def crop_sizes(params: dict, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
     """The (large, small) crop sizes for ``height x width`` images, checked against them."""
     sizes = []
-    for name, fraction in (("large_crop_size", LARGE_CROP_FRACTION), ("small_crop_size", SMALL_CROP_FRACTION)):
+    for name, fraction in (
+        ("large_crop_size", LARGE_CROP_FRACTION),
+        ("small_crop_size", SMALL_CROP_FRACTION),
+    ):
         size = _crop_size_structure(name, params[name]) or default_crop_size(fraction, height, width)
         if size[0] > height or size[1] > width:
             raise ValueError(f"{name}={params[name]!r} is larger than the {height}x{width} images.")
@@ -117,18 +147,27 @@ def augmenter(params: dict, inputs: InputEncoder):
     groups = [CropGroup(params["n_large_crops"], large, tuple(params["large_crop_scale"]))]
     if params["n_small_crops"]:
         groups.append(CropGroup(params["n_small_crops"], small, tuple(params["small_crop_scale"])))
-    return MultiCropAugmenter(groups, inputs.pixel_mean, inputs.pixel_std, flip_prob=params["flip_prob"],
-                              jitter=tuple(params["color_jitter"]), jitter_prob=params["color_jitter_prob"],
-                              grayscale_prob=params["grayscale_prob"])
+    return MultiCropAugmenter(
+        groups,
+        inputs.pixel_mean,
+        inputs.pixel_std,
+        flip_prob=params["flip_prob"],
+        jitter=tuple(params["color_jitter"]),
+        jitter_prob=params["color_jitter_prob"],
+        grayscale_prob=params["grayscale_prob"],
+    )
 
 
 def architecture(params: dict, inputs: InputEncoder) -> dict:
     """The network the parameters give for these inputs, as plain data (saved in checkpoints)."""
     image = inputs.is_image
-    return {"backbone": ("resnet18" if params["backbone"] == "auto" else params["backbone"]) if image else "mlp",
-            "in_size": int(inputs.sample_shape[0]), "width": int(params["backbone_width"]),
-            "stem_pool": bool(image and min(inputs.sample_shape[1:]) >= STEM_POOL_MIN_SIDE),
-            **{name: int(params[name]) for name in ARCHITECTURE_PARAMS[2:]}}
+    return {
+        "backbone": ("resnet18" if params["backbone"] == "auto" else params["backbone"]) if image else "mlp",
+        "in_size": int(inputs.sample_shape[0]),
+        "width": int(params["backbone_width"]),
+        "stem_pool": bool(image and min(inputs.sample_shape[1:]) >= STEM_POOL_MIN_SIDE),
+        **{name: int(params[name]) for name in ARCHITECTURE_PARAMS[2:]},
+    }
 
 
 def build_network(architecture: dict, seed: int = 0) -> IMCSwAVNet:
@@ -138,20 +177,36 @@ def build_network(architecture: dict, seed: int = 0) -> IMCSwAVNet:
         if architecture["backbone"] == "mlp":
             encoder = MLPEncoder(architecture["in_size"], architecture["width"])
         else:
-            encoder = ResNetEncoder(architecture["backbone"], architecture["in_size"], architecture["width"],
-                                    stem_pool=architecture["stem_pool"])
-        return IMCSwAVNet(encoder, architecture["n_clusters"], architecture["n_prototypes"],
-                          architecture["projection_dim"], architecture["head_hidden_dim"])
+            encoder = ResNetEncoder(
+                architecture["backbone"],
+                architecture["in_size"],
+                architecture["width"],
+                stem_pool=architecture["stem_pool"],
+            )
+        return IMCSwAVNet(
+            encoder,
+            architecture["n_clusters"],
+            architecture["n_prototypes"],
+            architecture["projection_dim"],
+            architecture["head_hidden_dim"],
+        )
 
 
 def training_config(params: dict) -> TrainingConfig:
     """The optimisation and objective settings of the parameters."""
     return TrainingConfig(
-        batch_size=params["batch_size"], learning_rate=params["learning_rate"], betas=tuple(params["betas"]),
-        weight_decay=params["weight_decay"], warmup_updates=params["warmup_updates"],
-        lr_milestones=tuple(params["lr_milestones"]), lr_gamma=params["lr_gamma"],
-        n_large_views=params["n_large_crops"], temperature=params["temperature"],
-        sinkhorn_epsilon=params["sinkhorn_epsilon"], sinkhorn_iterations=params["sinkhorn_iterations"],
-        marginal_weight=params["marginal_weight"], logit_penalty=params["logit_penalty"],
+        batch_size=params["batch_size"],
+        learning_rate=params["learning_rate"],
+        betas=tuple(params["betas"]),
+        weight_decay=params["weight_decay"],
+        warmup_updates=params["warmup_updates"],
+        lr_milestones=tuple(params["lr_milestones"]),
+        lr_gamma=params["lr_gamma"],
+        n_large_views=params["n_large_crops"],
+        temperature=params["temperature"],
+        sinkhorn_epsilon=params["sinkhorn_epsilon"],
+        sinkhorn_iterations=params["sinkhorn_iterations"],
+        marginal_weight=params["marginal_weight"],
+        logit_penalty=params["logit_penalty"],
         logit_threshold=params["logit_threshold"],
     )

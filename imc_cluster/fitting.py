@@ -88,8 +88,10 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
 
 def _check_callbacks(callbacks) -> list:
     if callable(callbacks) or isinstance(callbacks, (str, bytes)):
-        raise TypeError(f"callbacks must be a sequence of callables callback(estimator, record), got {callbacks!r}; "
-                        "wrap a single one in a list.")
+        raise TypeError(
+            f"callbacks must be a sequence of callables callback(estimator, record), got {callbacks!r}; "
+            "wrap a single one in a list."
+        )
     callbacks = list(callbacks or ())
     for callback in callbacks:
         if not callable(callback):
@@ -100,11 +102,16 @@ def _check_callbacks(callbacks) -> list:
 def _check_architecture(est) -> None:
     """A warm start continues the fitted network: the parameters must still describe it."""
     wanted = config.architecture(est.get_params(), est.inputs_)
-    changed = [f"{key}: {est.architecture_[key]!r} -> {value!r}" for key, value in wanted.items()
-               if value != est.architecture_[key]]
+    changed = [
+        f"{key}: {est.architecture_[key]!r} -> {value!r}"
+        for key, value in wanted.items()
+        if value != est.architecture_[key]
+    ]
     if changed:
-        raise ValueError(f"warm_start continues the fitted network, but the parameters change its architecture "
-                         f"({'; '.join(changed)}); set them back, or fit without warm_start.")
+        raise ValueError(
+            f"warm_start continues the fitted network, but the parameters change its architecture "
+            f"({'; '.join(changed)}); set them back, or fit without warm_start."
+        )
 
 
 def _head_mask(head_mask, n_samples: int) -> torch.Tensor | None:
@@ -113,8 +120,10 @@ def _head_mask(head_mask, n_samples: int) -> torch.Tensor | None:
         return None
     mask = np.asarray(data_lib.as_array_like(head_mask))
     if mask.dtype != bool or mask.shape != (n_samples,):
-        raise ValueError(f"head_mask must be a boolean array with one entry per sample ({n_samples}), got "
-                         f"dtype {mask.dtype} and shape {mask.shape}.")
+        raise ValueError(
+            f"head_mask must be a boolean array with one entry per sample ({n_samples}), got "
+            f"dtype {mask.dtype} and shape {mask.shape}."
+        )
     if not mask.any():
         raise ValueError("head_mask selects no sample: the cluster head needs at least one.")
     return torch.from_numpy(mask.copy())
@@ -124,8 +133,9 @@ def true_labels(y, n_samples: int, what: str) -> np.ndarray:
     """True labels for scoring: 1-D, one per sample, none missing."""
     y = np.asarray(data_lib.as_array_like(y))
     if y.ndim != 1 or y.shape[0] != n_samples:
-        raise ValueError(f"{what} must be 1-D with one label per sample: got {y.shape} labels for {n_samples} "
-                         "samples.")
+        raise ValueError(
+            f"{what} must be 1-D with one label per sample: got {y.shape} labels for {n_samples} samples."
+        )
     if (y.dtype.kind == "f" and np.isnan(y).any()) or (y.dtype == object and any(v is None for v in y)):
         raise ValueError(f"{what} hold missing (NaN or None) labels; leave those samples out.")
     return y
@@ -150,8 +160,13 @@ def _initialize(est, data: data_lib.PreparedData) -> None:
     est.architecture_ = config.architecture(est.get_params(), est.inputs_)
     est.model_ = config.build_network(est.architecture_, seed)
     generator = torch.Generator(est.device_).manual_seed(seed)
-    est.training_state_ = {"updates": 0, "epoch": 0, "generator": generator.get_state(),
-                           "generator_device": est.device_.type, "seed": seed}
+    est.training_state_ = {
+        "updates": 0,
+        "epoch": 0,
+        "generator": generator.get_state(),
+        "generator_device": est.device_.type,
+        "seed": seed,
+    }
     est.history_, est.n_iter_ = [], 0
 
 
@@ -170,9 +185,15 @@ def _trainer(est) -> Trainer:
         est.model_.to(memory_format=torch.channels_last)
     if isinstance(est.model_.encoder, ResNetEncoder):
         est.model_.encoder.checkpointing = est.activation_checkpointing
-    trainer = Trainer(est.model_, config.augmenter(params, est.inputs_), config.training_config(params),
-                      torch.Generator(est.device_), autocast_dtype=_training_dtype(est),
-                      channels_last=cuda and est.inputs_.is_image, compile=est.compile)
+    trainer = Trainer(
+        est.model_,
+        config.augmenter(params, est.inputs_),
+        config.training_config(params),
+        torch.Generator(est.device_),
+        autocast_dtype=_training_dtype(est),
+        channels_last=cuda and est.inputs_.is_image,
+        compile=est.compile,
+    )
     trainer.load_state(est.training_state_)
     return trainer
 
@@ -183,14 +204,22 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
     remaining, first = max(0, est.max_epochs - trainer.epoch), est.n_iter_
     saved = None if est.checkpoint_path is None else lambda: _saved_epoch(est.checkpoint_path)
     with tqdm(total=remaining * steps, disable=not est.verbose, desc="IMC-SwAV", unit="step") as bar:
+
         def end_epoch(record: dict) -> None:
             _end_epoch(est, trainer, values, record, evaluation)
             bar.set_postfix(_postfix(record))
 
         try:
-            train_epochs(trainer, values, remaining, end_epoch, head_mask=mask, saved=saved,
-                         on_step=_progress(bar, steps) if est.verbose else None,
-                         callbacks=[_bound(callback, est) for callback in callbacks])
+            train_epochs(
+                trainer,
+                values,
+                remaining,
+                end_epoch,
+                head_mask=mask,
+                saved=saved,
+                on_step=_progress(bar, steps) if est.verbose else None,
+                callbacks=[_bound(callback, est) for callback in callbacks],
+            )
         except DivergenceError:
             if est.n_iter_ > first:  # rolled back to the last good epoch: finish that model
                 est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
@@ -234,17 +263,29 @@ def _finish(est, values: torch.Tensor, recalibrate: bool = True) -> None:
 
 
 def _recalibrate(est, values: torch.Tensor) -> None:
-    recalibrate_batch_norm(est.model_, values, est.inputs_.network_input, batch_size=est.batch_size,
-                           n_batches=est.bn_recalibration_batches, seed=est.training_state_["seed"],
-                           device=est.device_)
+    recalibrate_batch_norm(
+        est.model_,
+        values,
+        est.inputs_.network_input,
+        batch_size=est.batch_size,
+        n_batches=est.bn_recalibration_batches,
+        seed=est.training_state_["seed"],
+        device=est.device_,
+    )
 
 
 def run(est, network, values: torch.Tensor) -> torch.Tensor:
     """``network`` (a part of ``est.model_``) on encoded ``values``, in evaluation mode, under bf16 autocast
     on CUDA unless ``precision="float32"``."""
-    return inference.run(est.model_, network, values, est.inputs_.network_input, device=est.device_,
-                         batch_size=est.batch_size,
-                         bfloat16=est.device_.type == "cuda" and est.precision != "float32")
+    return inference.run(
+        est.model_,
+        network,
+        values,
+        est.inputs_.network_input,
+        device=est.device_,
+        batch_size=est.batch_size,
+        bfloat16=est.device_.type == "cuda" and est.precision != "float32",
+    )
 
 
 def logits(est, values: torch.Tensor) -> torch.Tensor:
@@ -261,14 +302,19 @@ def _checkpoint_lock(path):
     try:
         return lock.acquire()  # a context manager that releases the lock on exit
     except Timeout:
-        raise ValueError(f"Another process is training into {path} (its lock {lock.lock_file} is held); choose "
-                         "another checkpoint path.") from None
+        raise ValueError(
+            f"Another process is training into {path} (its lock {lock.lock_file} is held); choose "
+            "another checkpoint path."
+        ) from None
 
 
 def _postfix(record: dict) -> dict[str, str]:
     shown = ("epoch", *LOSS_TERMS, "acc")
-    return {key: f"{value:.3f}" if isinstance(value, float) else str(value)
-            for key, value in record.items() if key in shown}
+    return {
+        key: f"{value:.3f}" if isinstance(value, float) else str(value)
+        for key, value in record.items()
+        if key in shown
+    }
 
 
 def _progress(bar: tqdm, steps: int):

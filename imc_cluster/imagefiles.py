@@ -51,8 +51,10 @@ def decode_file(file: Path, rgb: bool) -> np.ndarray:
             image.load()
             return pil_to_array(image, rgb)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ValueError(f"The image file {file} exceeds PIL's pixel limit, Image.MAX_IMAGE_PIXELS = "
-                         f"{Image.MAX_IMAGE_PIXELS} (a possible decompression bomb): {error}") from error
+        raise ValueError(
+            f"The image file {file} exceeds PIL's pixel limit, Image.MAX_IMAGE_PIXELS = "
+            f"{Image.MAX_IMAGE_PIXELS} (a possible decompression bomb): {error}"
+        ) from error
     except Exception as error:  # PIL's decoders fail on damaged files with many kinds of error
         raise ValueError(f"Cannot decode the image file {file}: {error}") from error
 

@@ -20,9 +20,16 @@ __all__ = ["run"]
 
 
 @torch.no_grad()
-def run(model: nn.Module, network: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor,
-        network_input: Callable[[torch.Tensor], torch.Tensor], *, device: torch.device, batch_size: int,
-        bfloat16: bool) -> torch.Tensor:
+def run(
+    model: nn.Module,
+    network: Callable[[torch.Tensor], torch.Tensor],
+    data: torch.Tensor,
+    network_input: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device,
+    batch_size: int,
+    bfloat16: bool,
+) -> torch.Tensor:
     """``network`` (a part of ``model``) on every sample of ``data``, as one float32 CPU tensor.
 
     Parameters

@@ -38,8 +38,10 @@ def check_normalization(value) -> tuple[list[float], list[float]]:
     except (TypeError, ValueError):
         mean = std = []
     if not mean or len(mean) != len(std) or not np.isfinite(mean + std).all() or min(std) <= 0:
-        raise ValueError("normalization must be a pair (mean, std) of equally long sequences of finite numbers "
-                         f"(one per image channel) with std > 0, got {value!r}.")
+        raise ValueError(
+            "normalization must be a pair (mean, std) of equally long sequences of finite numbers "
+            f"(one per image channel) with std > 0, got {value!r}."
+        )
     return mean, std
 
 
@@ -47,11 +49,16 @@ def check_image_shape(value) -> None:
     """Validate the structure of an ``image_shape`` parameter (its fit to the data is checked later)."""
     if value is None:
         return
-    if (not isinstance(value, (tuple, list)) or len(value) not in (2, 3)
-            or not all(isinstance(s, Integral) and not isinstance(s, bool) and (s >= 1 or s == -1) for s in value)
-            or list(value).count(-1) > 1):
-        raise ValueError(f"image_shape must be (height, width) or (height, width, channels) of positive ints "
-                         f"(at most one -1, inferred), got {value!r}.")
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) not in (2, 3)
+        or not all(isinstance(s, Integral) and not isinstance(s, bool) and (s >= 1 or s == -1) for s in value)
+        or list(value).count(-1) > 1
+    ):
+        raise ValueError(
+            f"image_shape must be (height, width) or (height, width, channels) of positive ints "
+            f"(at most one -1, inferred), got {value!r}."
+        )
 
 
 class InputEncoder:
@@ -118,8 +125,10 @@ class InputEncoder:
 
     def _images(self, images: np.ndarray, reset: bool) -> data_lib.PreparedData:
         if self.backbone == "mlp":
-            raise ValueError("backbone='mlp' takes plain feature vectors, but X holds images; use a ResNet "
-                             "backbone (or 'auto') for images, or flatten them into vectors yourself.")
+            raise ValueError(
+                "backbone='mlp' takes plain feature vectors, but X holds images; use a ResNet "
+                "backbone (or 'auto') for images, or flatten them into vectors yourself."
+            )
         if images.shape[1] not in (1, 3):
             raise ValueError(f"Images must have 1 or 3 channels, got {images.shape[1]}.")
         shape = tuple(int(s) for s in images.shape[1:])
@@ -127,30 +136,44 @@ class InputEncoder:
             self.is_image, self.sample_shape = True, shape
             self.pixel_range = data_lib.pixel_range(images)
         elif not self.is_image:
-            raise ValueError(f"X holds images of shape (C, H, W) = {shape}, but the estimator was fitted on "
-                             f"feature vectors of {self.sample_shape[0]} values.")
+            raise ValueError(
+                f"X holds images of shape (C, H, W) = {shape}, but the estimator was fitted on "
+                f"feature vectors of {self.sample_shape[0]} values."
+            )
         elif shape != self.sample_shape:
-            raise ValueError(f"X holds images of shape (C, H, W) = {shape}, but the estimator was fitted on "
-                             f"{self.sample_shape}.")
+            raise ValueError(
+                f"X holds images of shape (C, H, W) = {shape}, but the estimator was fitted on "
+                f"{self.sample_shape}."
+            )
         value_range = data_lib.pixel_range(images, fitted=self.pixel_range)
-        return data_lib.PreparedData(data_lib.as_tensor(data_lib.to_uint8(images, value_range)), is_image=True)
+        return data_lib.PreparedData(
+            data_lib.as_tensor(data_lib.to_uint8(images, value_range)), is_image=True
+        )
 
     def _vectors(self, array: np.ndarray, reset: bool) -> data_lib.PreparedData:
         if reset and self.backbone not in ("auto", "mlp"):
-            raise ValueError(f"backbone={self.backbone!r} needs images: pass 3-D/4-D image arrays, a Dataset, "
-                             "or set image_shape for flattened images.")
+            raise ValueError(
+                f"backbone={self.backbone!r} needs images: pass 3-D/4-D image arrays, a Dataset, "
+                "or set image_shape for flattened images."
+            )
         if not reset and self.is_image:
-            raise ValueError(f"X holds feature vectors, but the estimator was fitted on images "
-                             f"{self.sample_shape}; pass images shaped like the training data.")
+            raise ValueError(
+                f"X holds feature vectors, but the estimator was fitted on images "
+                f"{self.sample_shape}; pass images shaped like the training data."
+            )
         if np.abs(array).max() > _FLOAT32_MAX:
-            raise ValueError(f"X holds values beyond the float32 range (|x| up to {np.abs(array).max():.3g} > "
-                             f"{_FLOAT32_MAX:.3g}); rescale the features.")
+            raise ValueError(
+                f"X holds values beyond the float32 range (|x| up to {np.abs(array).max():.3g} > "
+                f"{_FLOAT32_MAX:.3g}); rescale the features."
+            )
         values = np.asarray(array, dtype=np.float64)
         if reset:
             self.is_image, self.sample_shape = False, (values.shape[1],)
             self.feature_mean = values.mean(axis=0)
             scale = values.std(axis=0)
-            self.feature_scale = np.where(scale > 1e-12 * np.maximum(np.abs(self.feature_mean), 1.0), scale, 1.0)
+            self.feature_scale = np.where(
+                scale > 1e-12 * np.maximum(np.abs(self.feature_mean), 1.0), scale, 1.0
+            )
         standardised = ((values - self.feature_mean) / self.feature_scale).astype(np.float32)
         return data_lib.PreparedData(torch.from_numpy(standardised), is_image=False)
 
@@ -162,8 +185,10 @@ class InputEncoder:
             return
         mean, std = check_normalization(self.normalization)
         if len(mean) != images.shape[1]:
-            raise ValueError(f"normalization has {len(mean)} entries per statistic, but the images have "
-                             f"{images.shape[1]} channel(s).")
+            raise ValueError(
+                f"normalization has {len(mean)} entries per statistic, but the images have "
+                f"{images.shape[1]} channel(s)."
+            )
         self.pixel_mean, self.pixel_std = mean, std
 
     def network_input(self, batch: torch.Tensor) -> torch.Tensor:
@@ -178,13 +203,21 @@ class InputEncoder:
 
     def state_dict(self) -> dict:
         """The learned state as plain data and tensors."""
+
         def tensor(a):
             return None if a is None else torch.from_numpy(np.asarray(a, dtype=np.float64).copy())
-        return {"image_shape": None if self.image_shape is None else [int(v) for v in self.image_shape],
-                "backbone": self.backbone, "is_image": self.is_image, "sample_shape": list(self.sample_shape),
-                "pixel_range": None if self.pixel_range is None else list(self.pixel_range),
-                "pixel_mean": self.pixel_mean, "pixel_std": self.pixel_std,
-                "feature_mean": tensor(self.feature_mean), "feature_scale": tensor(self.feature_scale)}
+
+        return {
+            "image_shape": None if self.image_shape is None else [int(v) for v in self.image_shape],
+            "backbone": self.backbone,
+            "is_image": self.is_image,
+            "sample_shape": list(self.sample_shape),
+            "pixel_range": None if self.pixel_range is None else list(self.pixel_range),
+            "pixel_mean": self.pixel_mean,
+            "pixel_std": self.pixel_std,
+            "feature_mean": tensor(self.feature_mean),
+            "feature_scale": tensor(self.feature_scale),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned (validated by :mod:`imc_cluster.persistence`)."""
@@ -192,7 +225,9 @@ class InputEncoder:
         self.backbone = state["backbone"]
         self.is_image = bool(state["is_image"])
         self.sample_shape = tuple(int(s) for s in state["sample_shape"])
-        self.pixel_range = None if state["pixel_range"] is None else tuple(float(v) for v in state["pixel_range"])
+        self.pixel_range = (
+            None if state["pixel_range"] is None else tuple(float(v) for v in state["pixel_range"])
+        )
         self.pixel_mean = None if state["pixel_mean"] is None else [float(v) for v in state["pixel_mean"]]
         self.pixel_std = None if state["pixel_std"] is None else [float(v) for v in state["pixel_std"]]
         self.feature_mean = None if state["feature_mean"] is None else state["feature_mean"].numpy()

@@ -80,8 +80,10 @@ def save_checkpoint(content: dict, path: str | os.PathLike, library_version: str
     body = io.BytesIO()
     torch.save(dict(content), body)
     body = body.getvalue()
-    header = f"{_MAGIC} {FORMAT_VERSION} {library_version} sha256={hashlib.sha256(body).hexdigest()} bytes={len(body)}"
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    digest = hashlib.sha256(body).hexdigest()
+    header = f"{_MAGIC} {FORMAT_VERSION} {library_version} sha256={digest} bytes={len(body)}"
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False)
     try:
         with handle:
             handle.write(header.encode("ascii") + b"\n")
@@ -117,12 +119,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         _refuse_foreign(path, raw)
     fields = header.decode("ascii", errors="replace").split(" ")
     if len(fields) > 1 and fields[1] != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path} is in checkpoint format {fields[1]!r} (or its header is corrupt); this "
+        raise CheckpointError(f"{path} is in checkpoint format {fields[1]!r} (or its header is corrupt); "
+                              "this "
                               f"version of imc-cluster reads format {FORMAT_VERSION}.")
     if len(fields) != 5:
         raise CheckpointError(f"{path} is truncated or corrupt: its header line is incomplete.")
     if fields[3] != f"sha256={hashlib.sha256(body).hexdigest()}" or fields[4] != f"bytes={len(body)}":
-        raise CheckpointError(f"{path} is truncated or corrupt: its integrity digest does not match its content.")
+        raise CheckpointError(f"{path} is truncated or corrupt: its integrity digest does not match its "
+                              "content.")
     try:
         content = _torch_load(io.BytesIO(body))
         _validate(content)
@@ -140,10 +144,12 @@ def _torch_load(source):
             warnings.simplefilter("ignore")
             return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise CheckpointError("holds objects other than plain data and tensors: refusing to load it.") from None
+        raise CheckpointError("holds objects other than plain data and tensors: refusing to load "
+                              "it.") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
             UnicodeDecodeError, zipfile.BadZipFile, struct.error, MemoryError, OverflowError) as error:
-        raise CheckpointError(f"is truncated or corrupt: it cannot be read ({type(error).__name__}).") from None
+        raise CheckpointError(f"is truncated or corrupt: it cannot be read "
+                              f"({type(error).__name__}).") from None
 
 
 def _refuse_foreign(path: Path, raw: bytes) -> None:
@@ -154,7 +160,8 @@ def _refuse_foreign(path: Path, raw: bytes) -> None:
         record = None
     if isinstance(record, dict) and record.get("format") == FORMAT:
         raise CheckpointError(f"{path} was written by imc-cluster {record.get('library_version', '?')} in "
-                              f"checkpoint format {record.get('format_version')!r}; this version reads format "
+                              f"checkpoint format {record.get('format_version')!r}; this version reads "
+                              "format "
                               f"{FORMAT_VERSION}: fit the model again with this version.")
     raise CheckpointError(f"{path} is not an imc-cluster checkpoint, or its header is corrupt.")
 
@@ -362,7 +369,8 @@ def _validate_inputs(inputs: dict) -> None:
         for key in ("feature_mean", "feature_scale"):
             _finite_tensor(inputs[key], f"inputs[{key!r}]", dims=1)
             if inputs[key].shape[0] != shape[0]:
-                raise ValueError(f"inputs[{key!r}] has {inputs[key].shape[0]} entries for {shape[0]} features")
+                raise ValueError(f"inputs[{key!r}] has {inputs[key].shape[0]} entries for {shape[0]} "
+                                 "features")
 
 
 def _validate_fitted(fitted: dict) -> None:
