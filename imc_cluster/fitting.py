@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import config, inference, persistence
 from . import data as data_lib
-from .inputs import InputEncoder
+from .inputs import InputEncoder, check_normalization
 from .metrics import evaluate_clustering
 from .networks import ResNetEncoder
 from .batchnorm import recalibrate_batch_norm
@@ -59,7 +59,8 @@ def fit_or_restore(est, X, eval_set, callbacks, head_mask) -> None:
 
 
 def fit(est, X, eval_set, callbacks, head_mask) -> None:
-    """Fit ``est`` on ``X`` (see :meth:`IMCSwAVClustering.fit`); :func:`fit_or_restore` restores it on failure."""
+    """Fit ``est`` on ``X`` (see :meth:`IMCSwAVClustering.fit`); :func:`fit_or_restore` restores it on
+    failure."""
     check_params(est)
     callbacks = _check_callbacks(callbacks)
     resume = bool(est.warm_start) and hasattr(est, "model_")
@@ -107,9 +108,14 @@ def _check_architecture(est) -> None:
         for key, value in wanted.items()
         if value != est.architecture_[key]
     ]
+    if est.inputs_.is_image and est.normalization is not None:
+        mean, std = check_normalization(est.normalization)
+        if (mean, std) != (est.inputs_.pixel_mean, est.inputs_.pixel_std):
+            fitted = (est.inputs_.pixel_mean, est.inputs_.pixel_std)
+            changed.append(f"normalization: {fitted!r} -> {(mean, std)!r}")
     if changed:
         raise ValueError(
-            f"warm_start continues the fitted network, but the parameters change its architecture "
+            f"warm_start continues the fitted network, but the parameters change its architecture or input "
             f"({'; '.join(changed)}); set them back, or fit without warm_start."
         )
 

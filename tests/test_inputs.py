@@ -265,3 +265,16 @@ def test_a_failed_warm_start_retried_equals_an_uninterrupted_run(pixels):
     for (name, a), b in zip(uninterrupted.model_.state_dict().items(), est.model_.state_dict().values()):
         assert torch.equal(a, b), name
     assert [r["loss"] for r in est.history_] == [r["loss"] for r in uninterrupted.history_]
+
+
+def test_a_warm_start_with_another_normalization_is_refused(pixels):
+    from conftest import TINY
+
+    mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    est = IMCSwAVClustering(**{**TINY, "n_clusters": 3, "max_epochs": 1, "normalization": (mean, std)}).fit(pixels[0])
+    est.set_params(warm_start=True, max_epochs=2).fit(pixels[0])  # the same statistics: continues
+    assert est.n_iter_ == 2
+    est.set_params(max_epochs=3, normalization=([0.4] * 3, std))
+    with pytest.raises(ValueError, match="normalization"):
+        est.fit(pixels[0])
+    assert est.n_iter_ == 2
