@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .config import ARCHITECTURE_PARAMS
 from .datasets import DATASETS, CropSize, ImageSet, load_dataset
 from .estimator import IMCSwAVClustering
 from .metrics import evaluate_clustering
@@ -52,8 +53,6 @@ PARAM_FLAGS: dict[str, str] = {
     "sinkhorn_epsilon": "--eps", "weight_decay": "--l2_w", "warmup_updates": "--warmup",
     "max_epochs": "--epochs", "lr_milestones": "--milestones", "random_state": "--seed", "device": "--dev",
 }
-#: the estimator parameters that shape the network: a resumed checkpoint must match the flags in these
-ARCHITECTURE = ("backbone", "backbone_width", "n_prototypes", "projection_dim", "n_clusters")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -263,7 +262,7 @@ def _check_architecture(estimator: IMCSwAVClustering, params: dict, path: str) -
         saved["backbone"] = "resnet18"
     labels = {**PARAM_FLAGS, "n_clusters": "the classes of --dataset"}
     differences = [f"{labels.get(name, '--' + name)} {saved[name]}, not {params[name]}"
-                   for name in ARCHITECTURE if saved[name] != params[name]]
+                   for name in ARCHITECTURE_PARAMS if name in params and saved[name] != params[name]]
     if differences:
         raise ValueError(f"{path} holds another network than the flags describe: it was trained with "
                          f"{'; '.join(differences)}. Resume with the flags it was trained with.")
