@@ -16,6 +16,7 @@ evaluation mode, the layers are plain BatchNorm.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import gather
+from .distributed import all_gather_with_grad
 
 __all__ = [
     "PerView",
@@ -33,6 +35,7 @@ __all__ = [
     "image_major",
     "run_layers",
     "recalibrate_batch_norm",
+    "synchronized_batch_norm",
 ]
 
 
@@ -74,6 +77,9 @@ def _reshaped(y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
     """BatchNorm whose training forward can normalise each of ``n_views`` image-major views on its own."""
 
+    #: while set (:func:`synchronized_batch_norm`), training statistics are those of the global batch
+    process_group = None
+
     def forward(self, x: torch.Tensor, n_views: int = 1) -> torch.Tensor:
         """Normalise ``x``; in training with ``n_views > 1``, each view with its own batch statistics.
 
@@ -84,13 +90,15 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
         n_views : int, default=1
             Views per image. Ignored in evaluation mode (the running statistics serve every sample).
         """
-        if n_views == 1 or not self.training:
+        if not self.training or (n_views == 1 and self.process_group is None):
             return super().forward(x)
         self._check_input_dim(x)
         if x.shape[0] % n_views:
             raise ValueError(
                 f"{type(self).__name__} got {x.shape[0]} samples, not a multiple of {n_views} views."
             )
+        if self.process_group is not None:
+            return self._synchronized(x, n_views)
         if x.is_contiguous():
             return self._native(x, n_views)
         return self._functional(x, n_views)
@@ -119,7 +127,7 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
 
     def _functional(self, x: torch.Tensor, n_views: int) -> torch.Tensor:
         """The same normalisation for any memory layout (channels-last images), in float32."""
-        views = x.float().unflatten(0, (-1, n_views))  # (B, V, C, ...)
+        views = _wide(x).unflatten(0, (-1, n_views))  # (B, V, C, ...)
         dims = (0, *range(3, views.dim()))
         var, mean = torch.var_mean(views, dim=dims, keepdim=True, correction=0)
         y = (views - mean) * torch.rsqrt(var + self.eps)
@@ -130,6 +138,26 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
             count = views.numel() // (n_views * self.num_features)
             unbiased = var.detach() * (count / max(count - 1, 1))
             self._fold_running_stats(mean.detach().view(n_views, -1), unbiased.view(n_views, -1))
+        return _reshaped(y.to(x.dtype), x.shape)
+
+    def _synchronized(self, x: torch.Tensor, n_views: int) -> torch.Tensor:
+        """Each view normalised with its statistics over the global batch of ``process_group``, whose members
+        hold slices of any size (an empty one included): every member's count, mean and sum of squared
+        deviations per (view, channel) are gathered, differentiably, and combined exactly (Chan et al.)."""
+        views = _wide(x).unflatten(0, (-1, n_views))  # (B, V, C, ...)
+        dims, spatial = (0, *range(3, views.dim())), (1,) * (views.dim() - 3)
+        count = views.new_full((n_views, self.num_features), views.numel() / (n_views * self.num_features))
+        mean = views.sum(dim=dims) / count.clamp_min(1)
+        squares = (views - mean.view(n_views, -1, *spatial)).square().sum(dim=dims)
+        counts, means, squares = all_gather_with_grad(torch.stack([count, mean, squares]), self.process_group).unbind(1)
+        count = counts.sum(dim=0)
+        mean = (counts * means).sum(dim=0) / count
+        var = (squares.sum(dim=0) + (counts * (means - mean).square()).sum(dim=0)) / count
+        y = (views - mean.view(n_views, -1, *spatial)) * torch.rsqrt(var.view(n_views, -1, *spatial) + self.eps)
+        if self.weight is not None:
+            y = y * self.weight.view(-1, *spatial) + self.bias.view(-1, *spatial)
+        if self.track_running_stats:
+            self._fold_running_stats(mean.detach(), var.detach() * (count / (count - 1).clamp_min(1)))
         return _reshaped(y.to(x.dtype), x.shape)
 
     @torch.no_grad()
@@ -161,12 +189,36 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
         self.num_batches_tracked.data.add_(n_views)
 
 
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or float64 when it is float64."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 class ViewBatchNorm1d(_ViewBatchNorm, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` that can normalise image-major views separately (see the module docstring)."""
 
 
 class ViewBatchNorm2d(_ViewBatchNorm, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that can normalise image-major views separately (see the module docstring)."""
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(model: nn.Module, group):
+    """Within the context, the training-mode BatchNorm layers of ``model`` normalise each view with its
+    statistics over the global batch held by the members of ``group`` (a ``torch.distributed`` process
+    group), gradients included: the distributed form of the per-view normalisation. Every member must run
+    the same layers in the same order (forward and backward) while it holds."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    plain = [type(m).__name__ for m in norms if not isinstance(m, _ViewBatchNorm)]
+    if plain:
+        raise TypeError(f"synchronized_batch_norm needs the ViewBatchNorm layers of imc_cluster, got {plain}.")
+    for m in norms:
+        m.process_group = group
+    try:
+        yield
+    finally:
+        for m in norms:
+            del m.process_group  # back to the class default, None
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ import torch
 
 from .config import ARCHITECTURE_PARAMS
 from .datasets import DATASETS, CropSize, ImageSet, load_dataset
+from .distributed import current_world, init_from_environment, leave
 from .estimator import IMCSwAVClustering
 from .metrics import evaluate_clustering
 from .networks import RESNET_LAYOUTS
@@ -169,6 +170,9 @@ def _device(dev: str | None) -> str:
 def _check_flags(args) -> None:
     """Reject bad values of the flags that the command line interprets itself, before any file is read."""
     _device(args.dev)
+    if current_world() is not None and args.dev not in (None, "auto", "cpu", "cuda"):
+        raise ValueError(f"--dev {args.dev} under torchrun: every rank trains on the GPU of its LOCAL_RANK; "
+                         "leave --dev out, or give --dev cpu for CPU processes (gloo).")
     for flag in ("limit_train", "limit_test"):
         limit = getattr(args, flag)
         if limit is not None and limit < 1:
@@ -292,7 +296,7 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
         estimator = resumed
         estimator.set_params(max_epochs=args.epochs, checkpoint_path=str(checkpoint), warm_start=True,
                              verbose=params["verbose"])
-        print(f"resuming {args.cpt_load_path} at epoch {estimator.n_iter_} of {args.epochs}", flush=True)
+        _say(f"resuming {args.cpt_load_path} at epoch {estimator.n_iter_} of {args.epochs}")
     else:
         estimator = IMCSwAVClustering(**params)
     train_images, train_labels = _subset(data.train_images, data.train_labels, args.limit_train, seed=0)
@@ -301,7 +305,7 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
     estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[EpochLog(output_dir, args.epochs)],
                   head_mask=None if labelled.all() else labelled)
-    print(f"checkpoint: {checkpoint}")
+    _say(f"checkpoint: {checkpoint}")
     return estimator
 
 
@@ -315,8 +319,15 @@ def test(args, data: ImageSet | None = None) -> dict[str, float]:
     proba = estimator.predict_proba(images)
     metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba,
                                   top_k=5 if data.name == "C100" else None)
-    print(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
+    _say(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
     return metrics
+
+
+def _say(line: str) -> None:
+    """Print ``line`` (on rank 0 only, under torchrun)."""
+    world = current_world()
+    if world is None or world.is_main:
+        print(line, flush=True)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -339,8 +350,10 @@ def _message(error: Exception) -> str:
 
 
 def _fail(message: str, status: int) -> int:
-    """Print ``imc-cluster: <message>`` on stderr and return ``status``."""
-    print(f"imc-cluster: {message}", file=sys.stderr, flush=True)
+    """Print ``imc-cluster: <message>`` on stderr (naming the rank under torchrun) and return ``status``."""
+    world = current_world()
+    rank = "" if world is None else f"rank {world.rank}: "
+    print(f"imc-cluster: {rank}{message}", file=sys.stderr, flush=True)
     return status
 
 
@@ -361,7 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.
     """
     args = parse_args(argv)
+    joined = False
     try:
+        joined = init_from_environment("cpu" if args.dev == "cpu" else "auto")
         {"train": train, "test": test}[args.command](args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
@@ -369,4 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     except RUN_ERRORS as error:
         return _fail(_message(error), 2)
+    finally:
+        if joined:
+            leave()
     return 0

@@ -9,6 +9,11 @@
    re-estimated apart from the training's random stream), the ``history_`` record, the checkpoint and the
    callbacks.
 4. The BatchNorm statistics of the returned model, evaluation mode, and ``labels_``.
+
+Inside an initialised ``torch.distributed`` process group of several processes (``torchrun``), every rank
+runs these steps on the whole data and trains on its slice of each global batch
+(:mod:`~imc_cluster.distributed`); rank 0 alone writes the checkpoint and runs the callbacks, and every
+rank ends with the same model and ``labels_`` over every sample.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tqdm.auto import tqdm
 
 from . import config, inference, persistence
 from . import data as data_lib
+from .distributed import World, current_world, device_for
 from .inputs import InputEncoder, check_normalization
 from .metrics import evaluate_clustering
 from .networks import ResNetEncoder
@@ -76,15 +82,18 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
         config.crop_sizes(est.get_params(), *est.inputs_.sample_shape[1:])
     evaluation = _eval_set(est, eval_set)
     mask = _head_mask(head_mask, n_samples)
-    if est.checkpoint_path is not None:
+    world = current_world()
+    main = world is None or world.is_main
+    if est.checkpoint_path is not None and main:
         persistence.check_writable(est.checkpoint_path)
-    est.device_ = config.resolve_device(est.device)
+    est.device_ = config.resolve_device(device_for(world, est.device))
     if not resume:
-        _initialize(est, data)
-    trainer = _trainer(est)
+        _initialize(est, data, world)
+    trainer = _trainer(est, world)
     values = data_lib.place(data.values, est.device_)
-    with _checkpoint_lock(est.checkpoint_path):
-        _train(est, trainer, values, None if mask is None else mask.to(values.device), evaluation, callbacks)
+    with _checkpoint_lock(est.checkpoint_path if main else None):
+        _train(est, trainer, values, None if mask is None else mask.to(values.device), evaluation,
+               callbacks if main else [])
 
 
 def _check_callbacks(callbacks) -> list:
@@ -156,13 +165,15 @@ def _eval_set(est, eval_set) -> tuple[torch.Tensor, np.ndarray] | None:
     return values, true_labels(eval_set[1], values.shape[0], "eval_set labels")
 
 
-def _initialize(est, data: data_lib.PreparedData) -> None:
-    """Fresh statistics, network and training state for a new fit."""
+def _initialize(est, data: data_lib.PreparedData, world: World | None) -> None:
+    """Fresh statistics, network and training state for a new fit (of rank 0's seed on every rank)."""
     if data.is_image:
         est.inputs_.fit_statistics(data.values)
         est.n_features_in_ = int(np.prod(data.sample_shape))
         est.__dict__.pop("feature_names_in_", None)  # left by an earlier fit on named features
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
+    if world is not None:
+        seed = world.broadcast(seed)
     est.architecture_ = config.architecture(est.get_params(), est.inputs_)
     est.model_ = config.build_network(est.architecture_, seed)
     generator = torch.Generator(est.device_).manual_seed(seed)
@@ -183,7 +194,7 @@ def _training_dtype(est) -> torch.dtype | None:
     return torch.bfloat16 if est.precision == "bfloat16" or est.device_.type == "cuda" else None
 
 
-def _trainer(est) -> Trainer:
+def _trainer(est, world: World | None) -> Trainer:
     """A trainer for ``model_`` on the training device, in the state ``training_state_`` records."""
     params, cuda = est.get_params(), est.device_.type == "cuda"
     est.model_.to(est.device_)
@@ -197,6 +208,7 @@ def _trainer(est) -> Trainer:
         config.training_config(params),
         torch.Generator(est.device_),
         autocast_dtype=_training_dtype(est),
+        world=world,
         channels_last=cuda and est.inputs_.is_image,
         compile=est.compile,
     )
@@ -208,8 +220,13 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
     """The epochs up to ``max_epochs``, each ending in :func:`_end_epoch`, then :func:`_finish`."""
     steps = trainer.steps_per_epoch(values.shape[0])
     remaining, first = max(0, est.max_epochs - trainer.epoch), est.n_iter_
-    saved = None if est.checkpoint_path is None else lambda: _saved_epoch(est.checkpoint_path)
-    with tqdm(total=remaining * steps, disable=not est.verbose, desc="IMC-SwAV", unit="step") as bar:
+    world = trainer.world
+    # a distributed rollback keeps the last good epoch in memory: rank 0's checkpoint may be on another node
+    saved = None
+    if est.checkpoint_path is not None and world is None:
+        saved = lambda: _saved_epoch(est.checkpoint_path)  # noqa: E731
+    shows = bool(est.verbose) and (world is None or world.is_main)
+    with tqdm(total=remaining * steps, disable=not shows, desc="IMC-SwAV", unit="step") as bar:
 
         def end_epoch(record: dict) -> None:
             _end_epoch(est, trainer, values, record, evaluation)
@@ -223,17 +240,17 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
                 end_epoch,
                 head_mask=mask,
                 saved=saved,
-                on_step=_progress(bar, steps) if est.verbose else None,
+                on_step=_progress(bar, steps) if shows else None,
                 callbacks=[_bound(callback, est) for callback in callbacks],
             )
         except DivergenceError:
             if est.n_iter_ > first:  # rolled back to the last good epoch: finish that model
                 est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
-                _finish(est, values)
+                _finish(est, values, world)
             raise
     # the last epoch's evaluation already re-estimated the BatchNorm statistics of the returned model
-    _finish(est, values, recalibrate=evaluation is None or remaining == 0)
-    if est.checkpoint_path is not None:
+    _finish(est, values, world, recalibrate=evaluation is None or remaining == 0)
+    if est.checkpoint_path is not None and (world is None or world.is_main):
         est.save(est.checkpoint_path)
 
 
@@ -252,23 +269,32 @@ def _saved_epoch(path) -> tuple[dict, dict]:
 def _end_epoch(est, trainer: Trainer, values: torch.Tensor, record: dict, evaluation) -> None:
     """Evaluate, record the epoch and the training state, and write the checkpoint."""
     if evaluation is not None:
-        _recalibrate(est, values)
+        _recalibrate(est, values, trainer.world)
         record.update(evaluate_clustering(evaluation[1], logits(est, evaluation[0]).argmax(dim=1).numpy()))
     est.history_ = [*est.history_, record]  # a new list: a failed warm start puts the old one back
     est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
-    if est.checkpoint_path is not None:
+    if est.checkpoint_path is not None and (trainer.world is None or trainer.world.is_main):
         est.save(est.checkpoint_path)
 
 
-def _finish(est, values: torch.Tensor, recalibrate: bool = True) -> None:
-    """Evaluation-ready BatchNorm statistics, the model in evaluation mode, and the training labels."""
+def _finish(est, values: torch.Tensor, world: World | None, recalibrate: bool = True) -> None:
+    """Evaluation-ready BatchNorm statistics, the model in evaluation mode, and the training labels (over
+    the whole data on every rank of a distributed fit)."""
     if recalibrate:
-        _recalibrate(est, values)
+        _recalibrate(est, values, world)
     est.model_.eval()
     est.labels_ = logits(est, values).argmax(dim=1).numpy().astype(np.int64)
 
 
-def _recalibrate(est, values: torch.Tensor) -> None:
+def _recalibrate(est, values: torch.Tensor, world: World | None) -> None:
+    """Re-estimate the BatchNorm statistics; every rank of a distributed fit re-estimates them alike and then
+    takes rank 0's (a GPU's reductions need not be bit-reproducible)."""
+    _recalibrate_locally(est, values)
+    if world is not None:
+        world.broadcast_buffers(est.model_)
+
+
+def _recalibrate_locally(est, values: torch.Tensor) -> None:
     recalibrate_batch_norm(
         est.model_,
         values,

@@ -1,7 +1,7 @@
 """The three IMC-SwAV objectives: SwAV self-labelling, mutual information for the cluster head, and the
 logit penalty.
 
-All three are computed in float32, whatever autocast is active, so that the exponentials of the
+All three are computed in float32 (float64 for float64 inputs), whatever autocast is active, so that the exponentials of the
 Sinkhorn-Knopp step and the logarithms of the mutual information stay finite under bf16 training.
 Sinkhorn-Knopp runs in the log domain: it is the same iteration as ``Q <- diag(1/r) Q diag(1/c)`` on
 ``exp(u / eps)`` but never forms the exponential, so no score can overflow or underflow to a zero row.
@@ -21,9 +21,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .distributed import all_reduce_with_grad
+
 __all__ = ["sinkhorn", "swav_loss", "mutual_information_loss", "logit_penalty"]
 
 _EPS = torch.finfo(torch.float32).eps
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32, or float64 when it is float64 (whose precision tests compare at)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
 
 
 def _distributed(group) -> bool:
@@ -83,7 +90,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, n_iterations: int = 3,
         Each row sums to 1; each column sums to about ``global_batch / n_prototypes``
         (exactly so in the limit of many iterations).
     """
-    log_q = scores.detach().float() / epsilon
+    log_q = _wide(scores.detach()) / epsilon
     n_prototypes = log_q.shape[-1]
     batch = _global_batch_size(log_q.shape[-2], log_q.device, group)
     for _ in range(n_iterations):
@@ -131,11 +138,11 @@ def swav_loss(
                          f"got {n_views} views and n_large={n_large}.")
     scores = _stacked(scores)
     batch = scores.shape[1]
-    log_probs = F.log_softmax(scores.float() / temperature, dim=-1)
+    log_probs = F.log_softmax(_wide(scores) / temperature, dim=-1)
     codes = sinkhorn(scores[:n_large], epsilon, n_iterations, group)
     # cross_entropy[i, v] = -mean_b sum_k codes[i, b, k] log_probs[v, b, k]; the B * K' products are summed
     # in float64 (a small product), so the loss keeps float32's precision of the per-sample sums
-    cross_entropy = (codes.flatten(1).double() @ log_probs.flatten(1).double().t()).float()
+    cross_entropy = (codes.flatten(1).double() @ log_probs.flatten(1).double().t()).to(log_probs.dtype)
     other_views = 1.0 - torch.eye(n_large, n_views, device=scores.device)
     return -(cross_entropy * other_views).sum() / (batch * n_large * (n_views - 1))
 
@@ -173,8 +180,8 @@ def mutual_information_loss(
     loss : Tensor (scalar), float32
         Mean over all ``n_views ** 2`` (head view, prototype view) pairs.
     """
-    head_probs = F.softmax(_stacked(head_logits).float(), dim=-1)  # (V, B, K)
-    target_probs = F.softmax(_stacked(scores).detach().float() / temperature, dim=-1)  # (V', B, K')
+    head_probs = F.softmax(_wide(_stacked(head_logits)), dim=-1)  # (V, B, K)
+    target_probs = F.softmax(_wide(_stacked(scores).detach()) / temperature, dim=-1)  # (V', B, K')
     (n_heads, batch, n_clusters), (n_targets, _, n_prototypes) = head_probs.shape, target_probs.shape
     # joint[j, v] = head_probs[j]^T target_probs[v], summed over the batch, for all pairs in one product
     joint = head_probs.transpose(1, 2).reshape(n_heads * n_clusters, batch) @ \
@@ -183,9 +190,7 @@ def mutual_information_loss(
         # differentiable, unlike dist.all_reduce: the backward all-reduces the gradient too, so each process
         # gets world_size times its share of the global gradient, which the averaging of parameter gradients
         # across processes (DistributedDataParallel) turns into exactly the global gradient
-        from torch.distributed.nn.functional import all_reduce
-
-        joint = all_reduce(joint, group=group)
+        joint = all_reduce_with_grad(joint, group)
     joint = joint.view(n_heads, n_clusters, n_targets, n_prototypes).transpose(1, 2)  # (V, V', K, K')
     joint = joint / joint.sum(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
     p_y = joint.sum(dim=-1, keepdim=True)
@@ -195,7 +200,7 @@ def mutual_information_loss(
 
 
 def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: float = 0.01,
-                  threshold: float = 5.0) -> torch.Tensor:
+                  threshold: float = 5.0, group=None) -> torch.Tensor:
     """Penalty on cluster-head logits whose magnitude exceeds ``threshold``.
 
     Parameters
@@ -206,11 +211,20 @@ def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: fl
         Weight ``a`` of the penalty.
     threshold : float, default=5.0
         Logits within ``[-threshold, threshold]`` cost nothing.
+    group : ProcessGroup, default=None
+        When given, the mean is over the global batch of this group, whose members may hold slices of
+        any size: each returns ``world_size`` times its slice's share of it (the average over the
+        members is the global penalty, and its gradient ``world_size`` times the slice's share of the
+        global gradient, as :func:`mutual_information_loss` gives).
 
     Returns
     -------
     loss : Tensor (scalar), float32
         ``weight * mean_b sum_k relu(|y| - threshold)``, averaged over the views.
     """
-    excess = F.relu(_stacked(head_logits).float().abs() - threshold).sum(dim=-1)  # (V, B)
-    return weight * excess.mean()
+    excess = F.relu(_wide(_stacked(head_logits)).abs() - threshold).sum(dim=-1)  # (V, B)
+    if not _distributed(group):
+        return weight * excess.mean()
+    world = dist.get_world_size(group)
+    return weight * excess.sum() * world / (excess.shape[0] * _global_batch_size(excess.shape[1], excess.device,
+                                                                                group))

@@ -22,8 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from .batchnorm import synchronized_batch_norm
 from .data import gather
+from .distributed import World
 from .networks import IMCSwAVNet
 from .objectives import logit_penalty, mutual_information_loss, swav_loss
 
@@ -104,8 +108,10 @@ class Trainer:
         Source of all training randomness (shuffling and augmentation), on ``device``.
     autocast_dtype : torch.dtype or None
         Mixed-precision dtype for the networks (bf16 on CUDA), or None for float32.
-    group : ProcessGroup, default=None
-        Distributed process group for the objectives.
+    world : World, default=None
+        The ranks of a distributed fit (:mod:`~imc_cluster.distributed`), or None for one process. Each
+        rank then trains on its slice of every global batch of ``config.batch_size`` images, through
+        DistributedDataParallel, with the objectives and the BatchNorm statistics over the global batch.
     channels_last : bool, default=False
         Feed image views in channels-last memory format (the model must be converted too); faster
         convolutions on GPUs.
@@ -114,8 +120,8 @@ class Trainer:
     """
 
     def __init__(self, model: IMCSwAVNet, augment: Callable, config: TrainingConfig,
-                 generator: torch.Generator, autocast_dtype: torch.dtype | None = None, group=None,
-                 channels_last: bool = False, compile: bool = False) -> None:
+                 generator: torch.Generator, autocast_dtype: torch.dtype | None = None,
+                 world: World | None = None, channels_last: bool = False, compile: bool = False) -> None:
         self.model = model
         self.forward = torch.compile(model) if compile else model
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -123,7 +129,9 @@ class Trainer:
         self.config = config
         self.generator = generator
         self.autocast_dtype = autocast_dtype
-        self.group = group
+        self.world = world
+        self.group = None if world is None else world.group
+        self._replicas: dict[bool, DistributedDataParallel] = {}
         # one fused kernel on CUDA, multi-tensor (foreach) kernels on the CPU: not one launch per parameter
         cuda = next(model.parameters()).is_cuda
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas,
@@ -166,7 +174,7 @@ class Trainer:
             return {"loss": swav, "swav": swav}
         mi = mutual_information_loss(logits, scores if head_scores is None else head_scores, cfg.temperature,
                                      cfg.marginal_weight, group=self.group)
-        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold)
+        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold, group=self.group)
         return {"loss": swav + mi + reg, "swav": swav, "mi": mi, "reg": reg}
 
     def losses(self, views: Sequence[torch.Tensor], batch_size: int,
@@ -181,34 +189,72 @@ class Trainer:
         if head_mask is None:
             return self.objectives(scores, logits)
         self.bank.add(features, scores, head_mask)
-        if self.bank.size < self.bank_target:
+        if self._bank_size() < self.bank_target:
             return self.objectives(scores, None)
         features, head_scores = self.bank.take()
         with self.autocast():
             logits = self.model.head_logits(features)
         return self.objectives(scores, logits, head_scores)
 
+    def _bank_size(self) -> int:
+        """Images in the bank, over every rank."""
+        if self.world is None:
+            return self.bank.size
+        return self.world.total(self.bank.size, self.generator.device)
+
     def step(self, batch: torch.Tensor, head_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """One optimiser update on a batch of raw samples; returns the detached loss terms ("mi" and "reg"
-        only when the head was updated)."""
+        """One optimiser update on a batch of raw samples (this rank's slice of the global batch in a
+        distributed fit); returns the detached loss terms ("mi" and "reg" only when the head was updated)."""
         self.model.normalize_prototypes()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        terms = self.losses(self.views(batch), batch.shape[0], head_mask)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        terms = self.backward(self.views(batch), batch.shape[0], head_mask)
         if self.updates < self.config.warmup_updates:
             self.model.prototypes.weight.grad = None  # Adam skips parameters without a gradient
         self.optimizer.step()
         self.updates += 1
         return {name: value.detach() for name, value in terms.items()}
 
+    def backward(self, views: Sequence[torch.Tensor], batch_size: int,
+                 head_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch of views (:meth:`losses`), with their gradients in the parameters'
+        ``.grad``. In a distributed fit ``views`` are this rank's slice of the global batch, and the
+        gradients those of the global batch (averaged over the ranks by DistributedDataParallel)."""
+        with contextlib.ExitStack() as stack:
+            losses = self.losses
+            if self.world is not None:
+                stack.enter_context(synchronized_batch_norm(self.model, self.group))
+                losses = self._replica(head_mask is not None)
+            terms = losses(views, batch_size, head_mask)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+        return terms
+
+    def _replica(self, banked: bool) -> DistributedDataParallel:
+        """The DistributedDataParallel replica that computes the loss terms of a step; with a head bank the
+        head is left out of the steps that do not update it (on every rank alike)."""
+        if banked not in self._replicas:
+            device = self.generator.device
+            self._replicas[banked] = DistributedDataParallel(
+                _LossTerms(self), device_ids=[device.index] if device.type == "cuda" else None,
+                process_group=self.group, find_unused_parameters=banked,
+            )
+        return self._replicas[banked]
+
     def epoch_batches(self, n_samples: int, device: torch.device) -> list[torch.Tensor]:
         """Shuffled equal-size index batches of one epoch, on ``device`` (where the data are); the remainder
-        (< batch size) is left out and is different every epoch."""
+        (< batch size) is left out and is different every epoch. In a distributed fit, this rank's slices
+        of the global batches of one order that every rank draws alike; the augmentation stream of the rank
+        is then seeded for the epoch."""
         batch = min(self.config.batch_size, n_samples)
-        order = torch.randperm(n_samples, generator=self.generator, device=self.generator.device)
-        return list(order[: self.steps_per_epoch(n_samples) * batch].to(device).split(batch))
+        kept = self.steps_per_epoch(n_samples) * batch
+        if self.world is None:
+            order = torch.randperm(n_samples, generator=self.generator, device=self.generator.device)
+            return list(order[:kept].to(device).split(batch))
+        rows = self.world.slice_of(batch)
+        order = self.world.epoch_order(n_samples, self.seed, self.epoch, device)
+        self.generator.manual_seed(self.world.augmentation_seed(self.seed, self.epoch))
+        return [indices[rows] for indices in order[:kept].split(batch)]
 
     def steps_per_epoch(self, n_samples: int) -> int:
         """Optimiser updates in one epoch over ``n_samples``."""
@@ -254,11 +300,15 @@ class Trainer:
         counts = [0] * len(LOSS_TERMS)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         index_batches = self.epoch_batches(data.shape[0], data.device)
+        batch_size = min(self.config.batch_size, data.shape[0])  # the global batch
         masks = [None] * len(index_batches)
         if head_mask is not None:
             masks = [gather(head_mask, index, device) for index in index_batches]
             self.bank.clear()
-            self.bank_target = max(1, min(index_batches[0].numel(), int(sum(m.sum() for m in masks))))
+            labelled = int(sum(m.sum() for m in masks))
+            if self.world is not None:
+                labelled = self.world.total(labelled, device)
+            self.bank_target = max(1, min(batch_size, labelled))
         for step, (index, mask) in enumerate(zip(index_batches, masks)):
             step_terms = self.step(gather(data, index, device), mask)
             zero = step_terms["loss"].new_zeros(())
@@ -270,6 +320,8 @@ class Trainer:
             if on_step is not None:
                 on_step(step, totals / totals.new_tensor(counts).clamp_min(1))
         self.bank.clear()
+        if self.world is not None:  # the record of the global batches, and a divergence of any rank
+            totals, first_bad = self.world.mean(totals), self.world.maximum(first_bad)
         if int(first_bad) >= 0:
             raise DivergenceError(f"The training loss became NaN or infinite at epoch {self.epoch + 1}, "
                                   f"step {int(first_bad) + 1} of {len(index_batches)}.")
@@ -279,7 +331,7 @@ class Trainer:
         self.epoch += 1
         record = dict(zip(LOSS_TERMS, (totals / totals.new_tensor(counts).clamp_min(1)).tolist()))
         seconds = time.perf_counter() - start
-        images = len(index_batches) * index_batches[0].numel()
+        images = len(index_batches) * batch_size
         record.update(epoch=self.epoch, lr=self.learning_rate(), seconds=seconds, updates=self.updates,
                       images_per_second=images / seconds)
         return record
@@ -303,6 +355,20 @@ class Trainer:
             self.generator.set_state(state["generator"])
         else:
             self.generator.manual_seed(self.seed + self.updates)
+
+
+class _LossTerms(nn.Module):
+    """The loss terms of a training step as a module of the trainer's model (what DistributedDataParallel
+    wraps, so that the cluster head on the bank runs inside its forward)."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__()
+        self.model = trainer.model
+        self.terms = trainer.losses
+
+    def forward(self, views: Sequence[torch.Tensor], batch_size: int,
+                head_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:  # noqa: D102
+        return self.terms(views, batch_size, head_mask)
 
 
 def train_epochs(trainer: Trainer, data: torch.Tensor, epochs: int, end_epoch: Callable[[dict], None], *,
