@@ -7,8 +7,9 @@
 
 from .estimator import IMCSwAVClustering
 from .metrics import cluster_accuracy, evaluate_clustering, top_k_cluster_accuracy
+from .plots import plot_cluster_gallery, plot_confusion_matrix, plot_training_curves
 
 __version__ = "0.2.0"
 
 __all__ = ["IMCSwAVClustering", "cluster_accuracy", "top_k_cluster_accuracy", "evaluate_clustering",
-           "__version__"]
+           "plot_cluster_gallery", "plot_confusion_matrix", "plot_training_curves", "__version__"]
