@@ -8,6 +8,8 @@ fits on the training split with the test split as ``eval_set``, prints one line 
 checkpoint atomically after every epoch and appends every epoch's record to ``history.jsonl`` (and to
 TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``.
 
+``test --json FILE`` also writes the scores as JSON. ``--version`` prints the version.
+
 An error of the run (a bad flag value, a missing or unreadable file or checkpoint, a diverged fit, a CUDA
 error) ends the command with one line ``imc-cluster: <message>`` on stderr and exit status 2.
 """
@@ -15,7 +17,6 @@ error) ends the command with one line ``imc-cluster: <message>`` on stderr and e
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import __version__
+from .cli_output import EpochLog, check_json_path, write_json
 from .config import ARCHITECTURE_PARAMS
 from .datasets import DATASETS, CropSize, ImageSet, load_dataset
 from .distributed import current_world, init_from_environment, leave
@@ -35,6 +38,18 @@ from .training import DivergenceError
 
 __all__ = ["PRESETS", "PARAM_FLAGS", "RUN_ERRORS", "main", "build_parser", "parse_args", "estimator_params",
            "train", "test"]
+
+#: what ``imc-cluster --help`` says above the commands (plain text: argparse shows it as written)
+DESCRIPTION = """\
+Deep image clustering with IMC-SwAV, from the command line.
+
+  imc-cluster train --dataset C10 --path ./dataset --output_dir ./c10 --cpt_name c10.cpt
+  imc-cluster test  --dataset c10 --path ./dataset --cpt_load_path ./c10/c10.cpt --json c10.json
+
+train fits IMC-SwAV on a data set's training split, scores the test split after every epoch, prints one
+line per epoch, and writes the checkpoint, history.jsonl and TensorBoard curves into --output_dir;
+--cpt_load_path resumes a checkpoint. test scores a checkpoint on the test split (ACC, NMI, ARI).
+Errors end the command with one line "imc-cluster: <message>" on stderr and exit status 2."""
 
 
 #: errors of a run rather than of the program, which ``main`` reports in one line with exit status 2: bad
@@ -65,23 +80,37 @@ class _Parser(argparse.ArgumentParser):
                      f"(see {self.prog} --help)\n")
 
 
-def _dataset_args(parser: argparse.ArgumentParser) -> None:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows the default of a flag that has one (not "default: None" or "default: False")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _dataset_args(parser: argparse.ArgumentParser, training: bool = False) -> None:
+    """The data set flags; ``training`` adds those of the training split and shows ``--size_crops`` (which
+    other commands accept, without effect, for the published ``test`` command line)."""
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", required=True, type=str.lower, choices=DATASETS, metavar="NAME",
                        help=f"data set, case-insensitive: {', '.join(DATASETS)}")
     group.add_argument("--path", default="./dataset",
-                       help="folder holding the data set (downloaded there when missing and a network exists)")
+                       help="folder holding the data set (downloaded there when missing and a network "
+                            "exists)")
     group.add_argument("--size_crops", type=int, nargs=2, metavar=("LARGE", "SMALL"),
-                       help="crop sides for training (test evaluates whole images); default: the data set's "
-                            "(28 18 on 32x32, 56 36 on 64x64, 76 52 on 96x96; 0.875 and 0.5625 of each axis of "
-                            "non-square images)")
-    group.add_argument("--limit_train", type=int, metavar="N",
-                       help="train on a random subset of N training images (quick runs)")
+                       help="crop sides for training; default: the data set's (28 18 on 32x32, 56 36 on "
+                            "64x64, 76 52 on 96x96; 0.875 and 0.5625 of each axis of non-square images)"
+                       if training else argparse.SUPPRESS)
+    if training:
+        group.add_argument("--limit_train", type=int, metavar="N",
+                           help="train on a random subset of N training images (quick runs)")
     group.add_argument("--limit_test", type=int, metavar="N",
                        help="evaluate on a random subset of N test images (quick runs)")
-    group.add_argument("--nmb_workers", type=int, default=0,
-                       help="accepted for compatibility; augmentation runs batched on the training device, "
-                            "so there are no loader workers")
+    if training:
+        group.add_argument("--nmb_workers", type=int, default=0,
+                           help="accepted for compatibility; augmentation runs batched on the training "
+                                "device, so there are no loader workers")
     parser.add_argument("--dev", default=None,
                         help="GPU index (e.g. 0), 'cpu', or 'auto' (default: the first GPU when available)")
 
@@ -98,13 +127,16 @@ PRESETS: dict[str, dict] = {
 
 def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
     """The ``imc-cluster`` argument parser; ``preset`` overrides defaults of ``train`` flags."""
-    parser = _Parser(prog="imc-cluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="imc-cluster", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"imc-cluster {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,test}")
 
     train_parser = commands.add_parser("train", help="train IMC-SwAV on a data set",
-                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _dataset_args(train_parser)
+                                       description="Train IMC-SwAV on a data set's training split, scoring "
+                                                   "the test split after every epoch.",
+                                       formatter_class=_HelpFormatter)
+    _dataset_args(train_parser, training=True)
     out = train_parser.add_argument_group("output and resume")
     out.add_argument("--output_dir", default="./output", help="folder of the checkpoint and history")
     out.add_argument("--cpt_name", default="model.cpt", help="checkpoint file name in output_dir")
@@ -112,10 +144,10 @@ def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
     method = train_parser.add_argument_group("method")
     method.add_argument("--nmb_crops", type=int, nargs=2, default=[2, 4], metavar=("LARGE", "SMALL"),
                         help="large and small crops per image")
-    method.add_argument("--max_scale_crops", type=float, nargs=2, default=[1.0, 0.4], metavar=("LARGE", "SMALL"),
-                        help="largest crop area fraction")
-    method.add_argument("--min_scale_crops", type=float, nargs=2, default=[0.2, 0.08], metavar=("LARGE", "SMALL"),
-                        help="smallest crop area fraction")
+    method.add_argument("--max_scale_crops", type=float, nargs=2, default=[1.0, 0.4],
+                        metavar=("LARGE", "SMALL"), help="largest crop area fraction")
+    method.add_argument("--min_scale_crops", type=float, nargs=2, default=[0.2, 0.08],
+                        metavar=("LARGE", "SMALL"), help="smallest crop area fraction")
     method.add_argument("--tau", type=float, default=0.1, help="softmax temperature")
     method.add_argument("--eps", type=float, default=0.05, help="Sinkhorn-Knopp regularisation")
     method.add_argument("--project_dim", type=int, default=128, help="projection dimension")
@@ -143,12 +175,19 @@ def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
                        metavar=("B", "C", "S", "H"), help="brightness, contrast, saturation, hue strength")
     views.add_argument("--color_jitter_prob", type=float, default=0.8, help="colour jitter probability")
     train_parser.set_defaults(**(preset or {}))
-    train_parser.add_argument("--quiet", action="store_true", help="no progress bar (epoch lines still print)")
+    train_parser.add_argument("--quiet", action="store_true",
+                              help="no progress bar (epoch lines still print); there is none either when "
+                                   "stderr is not a terminal")
 
     test_parser = commands.add_parser("test", help="score a checkpoint on a data set's test split",
-                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                      description="Score a checkpoint on a data set's test split: ACC, NMI "
+                                                  "and ARI (and top-5 ACC on C100).",
+                                      formatter_class=_HelpFormatter)
     _dataset_args(test_parser)
     test_parser.add_argument("--cpt_load_path", required=True, help="checkpoint to evaluate")
+    test_parser.add_argument("--json", "--output_json", metavar="FILE",
+                             help="also write the scores, checkpoint, data set and image count as JSON to "
+                                  "FILE ('-': print only the JSON on stdout)")
     return parser
 
 
@@ -174,7 +213,7 @@ def _check_flags(args) -> None:
         raise ValueError(f"--dev {args.dev} under torchrun: every rank trains on the GPU of its LOCAL_RANK; "
                          "leave --dev out, or give --dev cpu for CPU processes (gloo).")
     for flag in ("limit_train", "limit_test"):
-        limit = getattr(args, flag)
+        limit = getattr(args, flag, None)  # test has no --limit_train
         if limit is not None and limit < 1:
             raise ValueError(f"--{flag} must be a positive number of images, got {limit}.")
 
@@ -188,6 +227,11 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
 
 def _test_split(data: ImageSet, args) -> tuple[np.ndarray, np.ndarray]:
     return _subset(data.test_images, data.test_labels, args.limit_test, seed=1)
+
+
+def _verbose(args) -> int:
+    """The estimator's ``verbose``: a progress bar only on a terminal's stderr, and not with ``--quiet``."""
+    return 0 if args.quiet or not sys.stderr.isatty() else 1
 
 
 def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize],
@@ -218,45 +262,14 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize
         large_crop_scale=(args.min_scale_crops[0], args.max_scale_crops[0]),
         small_crop_scale=(args.min_scale_crops[1], args.max_scale_crops[1]),
         temperature=args.tau, sinkhorn_epsilon=args.eps, learning_rate=args.learning_rate,
-        warmup_updates=args.warmup, weight_decay=args.l2_w, max_epochs=args.epochs, lr_milestones=tuple(args.milestones),
-        batch_size=args.batch_size, flip_prob=args.flip_prob, color_jitter=tuple(args.color_jitter),
-        color_jitter_prob=args.color_jitter_prob, checkpoint_path=None if checkpoint is None else str(checkpoint),
+        warmup_updates=args.warmup, weight_decay=args.l2_w, max_epochs=args.epochs,
+        lr_milestones=tuple(args.milestones), batch_size=args.batch_size, flip_prob=args.flip_prob,
+        color_jitter=tuple(args.color_jitter), color_jitter_prob=args.color_jitter_prob,
+        checkpoint_path=None if checkpoint is None else str(checkpoint),
         device=_device(args.dev), compile=args.compile, precision=args.precision,
         activation_checkpointing=args.activation_checkpointing,
-        random_state=args.seed, verbose=0 if args.quiet else 1, normalization=normalization,
+        random_state=args.seed, verbose=_verbose(args), normalization=normalization,
     )
-
-
-class EpochLog:
-    """After every epoch: one printed line, TensorBoard scalars, and ``history.jsonl`` rewritten from the
-    estimator's ``history_`` (one JSON line per epoch: a fresh run replaces an older run's file, a resumed
-    run continues its checkpoint's epochs)."""
-
-    def __init__(self, output_dir: Path, total_epochs: int) -> None:
-        self.history = output_dir / "history.jsonl"
-        self.total = total_epochs
-        self.writer = _tensorboard(output_dir / "tensorboard")
-
-    def __call__(self, estimator: IMCSwAVClustering, record: dict) -> None:
-        epoch = record["epoch"]
-        print(f"epoch {epoch}/{self.total} | loss {record['loss']:.4f} swav {record['swav']:.4f} "
-              f"mi {record['mi']:.4f} reg {record['reg']:.4f} | test ACC {record.get('acc', float('nan')):.4f} "
-              f"NMI {record.get('nmi', float('nan')):.4f} ARI {record.get('ari', float('nan')):.4f} | "
-              f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s", flush=True)
-        self.history.write_text("".join(json.dumps(r) + "\n" for r in estimator.history_))
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "epoch":
-                    self.writer.add_scalar(key, value, epoch)
-            self.writer.flush()
-
-
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(folder))
 
 
 def _check_architecture(estimator: IMCSwAVClustering, params: dict, path: str) -> None:
@@ -303,23 +316,35 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     test_images, test_labels = _test_split(data, args)
     _make_output_dir(output_dir)
     labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
-    estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[EpochLog(output_dir, args.epochs)],
-                  head_mask=None if labelled.all() else labelled)
+    log = EpochLog(output_dir, args.epochs, resumed=resumed is not None)
+    try:
+        estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[log],
+                      head_mask=None if labelled.all() else labelled)
+    finally:
+        log.close()
     _say(f"checkpoint: {checkpoint}")
     return estimator
 
 
 def test(args, data: ImageSet | None = None) -> dict[str, float]:
     """The ``test`` command: ACC/NMI/ARI (and top-5 ACC for C100) of a checkpoint on the test split;
-    ``data`` is the data set when the caller has already loaded it."""
+    ``data`` is the data set when the caller has already loaded it. With ``--json``, the scores also go
+    to that file as JSON (to stdout instead of the printed line for ``-``)."""
     _check_flags(args)
+    check_json_path(args.json)
     estimator = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
     data = data if data is not None else load_dataset(args.dataset, args.path)
     images, labels = _test_split(data, args)
     proba = estimator.predict_proba(images)
     metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba,
                                   top_k=5 if data.name == "C100" else None)
-    _say(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
+    if args.json != "-":
+        _say(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
+    world = current_world()
+    if args.json is not None and (world is None or world.is_main):
+        report = {"checkpoint": str(args.cpt_load_path), "dataset": data.name, "n_images": len(images),
+                  "metrics": {key: float(value) for key, value in metrics.items()}}
+        write_json(args.json, report)
     return metrics
 
 
