@@ -208,10 +208,10 @@ def _device(dev: str | None) -> str:
 
 def _check_flags(args) -> None:
     """Reject bad values of the flags that the command line interprets itself, before any file is read."""
-    _device(args.dev)
     if current_world() is not None and args.dev not in (None, "auto", "cpu", "cuda"):
         raise ValueError(f"--dev {args.dev} under torchrun: every rank trains on the GPU of its LOCAL_RANK; "
                          "leave --dev out, or give --dev cpu for CPU processes (gloo).")
+    _device(args.dev)
     for flag in ("limit_train", "limit_test"):
         limit = getattr(args, flag, None)  # test has no --limit_train
         if limit is not None and limit < 1:

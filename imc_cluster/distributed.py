@@ -27,8 +27,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["World", "current_world", "device_for", "init_from_environment", "leave", "all_reduce_with_grad",
+__all__ = ["World", "current_world", "device_for", "init_from_environment", "leave", "replicate",
+           "all_reduce_with_grad",
            "all_gather_with_grad", "TIMEOUT"]
 
 #: how long a collective waits for the other ranks before the job fails, rather than hangs, when one of
@@ -103,9 +106,30 @@ class World:
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0, group=self.group)
 
-    def barrier(self) -> None:
-        """Wait for every rank."""
-        dist.barrier(group=self.group)
+
+class _LossTerms(nn.Module):
+    """The loss terms of a training step as a module of the trainer's model (what DistributedDataParallel
+    wraps, so that the cluster head on the bank runs inside its forward)."""
+
+    def __init__(self, model: nn.Module, losses) -> None:
+        super().__init__()
+        self.model = model
+        self.terms = losses
+
+    def forward(self, views: list[torch.Tensor], batch_size: int,
+                head_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:  # noqa: D102
+        return self.terms(views, batch_size, head_mask)
+
+
+def replicate(model: nn.Module, losses, world: World, banked: bool) -> DistributedDataParallel:
+    """A DistributedDataParallel replica of ``model`` whose forward is ``losses(views, batch_size,
+    head_mask)``, the loss terms of a training step; ``banked`` lets parameters go unused in a step (the
+    cluster head between the updates of the head bank), which then keep no gradient, as in one process."""
+    device = next(model.parameters()).device
+    return DistributedDataParallel(
+        _LossTerms(model, losses), device_ids=[device.index] if device.type == "cuda" else None,
+        process_group=world.group, find_unused_parameters=banked,
+    )
 
 
 def _mix(seed: int, epoch: int, stream: int) -> int:

@@ -22,12 +22,12 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .batchnorm import synchronized_batch_norm
 from .data import gather
-from .distributed import World
+from .distributed import World, replicate
+from .headbank import HeadBank
 from .networks import IMCSwAVNet
 from .objectives import logit_penalty, mutual_information_loss, swav_loss
 
@@ -59,38 +59,6 @@ class TrainingConfig:
     marginal_weight: float = 4.0
     logit_penalty: float = 0.01
     logit_threshold: float = 5.0
-
-
-class HeadBank:
-    """Detached features and prototype scores of the labelled images of consecutive batches.
-
-    Attributes
-    ----------
-    size : int
-        Images held.
-    """
-
-    def __init__(self) -> None:
-        self._features: list[torch.Tensor] = []
-        self._scores: list[torch.Tensor] = []
-        self.size = 0
-
-    def add(self, features: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> None:
-        """Keep the masked images of a batch: ``features (B, V, d)``, ``scores (V, B, K')``, ``mask (B,)``."""
-        index = mask.nonzero().squeeze(1)
-        self._features.append(features.detach().index_select(0, index))
-        self._scores.append(scores.detach().index_select(1, index))
-        self.size += index.numel()
-
-    def take(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Everything held, ``features (N, V, d)`` and ``scores (V, N, K')``, and empty the bank."""
-        held = torch.cat(self._features), torch.cat(self._scores, dim=1)
-        self.clear()
-        return held
-
-    def clear(self) -> None:
-        """Drop everything held."""
-        self._features, self._scores, self.size = [], [], 0
 
 
 class Trainer:
@@ -234,11 +202,7 @@ class Trainer:
         """The DistributedDataParallel replica that computes the loss terms of a step; with a head bank the
         head is left out of the steps that do not update it (on every rank alike)."""
         if banked not in self._replicas:
-            device = self.generator.device
-            self._replicas[banked] = DistributedDataParallel(
-                _LossTerms(self), device_ids=[device.index] if device.type == "cuda" else None,
-                process_group=self.group, find_unused_parameters=banked,
-            )
+            self._replicas[banked] = replicate(self.model, self.losses, self.world, banked)
         return self._replicas[banked]
 
     def epoch_batches(self, n_samples: int, device: torch.device) -> list[torch.Tensor]:
@@ -355,20 +319,6 @@ class Trainer:
             self.generator.set_state(state["generator"])
         else:
             self.generator.manual_seed(self.seed + self.updates)
-
-
-class _LossTerms(nn.Module):
-    """The loss terms of a training step as a module of the trainer's model (what DistributedDataParallel
-    wraps, so that the cluster head on the bank runs inside its forward)."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        super().__init__()
-        self.model = trainer.model
-        self.terms = trainer.losses
-
-    def forward(self, views: Sequence[torch.Tensor], batch_size: int,
-                head_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:  # noqa: D102
-        return self.terms(views, batch_size, head_mask)
 
 
 def train_epochs(trainer: Trainer, data: torch.Tensor, epochs: int, end_epoch: Callable[[dict], None], *,
