@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from imc_cluster.config import build_network
-from imc_cluster.distributed import current_world
+from imc_cluster.distributed import World, current_world
 from imc_cluster.training import Trainer, TrainingConfig
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
@@ -111,3 +111,26 @@ def test_two_ranks_give_the_step_of_one_process(ranks, case):
     for name, buffer in stats.items():  # running statistics of the global batch, per view
         for rank in range(WORLD):
             assert_equal(ranks[rank][2][name], buffer, name, tolerance)
+
+
+def test_every_rank_takes_an_equal_slice_of_one_shared_order():
+    worlds = [World(group=None, rank=rank, size=4) for rank in range(4)]
+    orders = [world.epoch_order(50, seed=7, epoch=3, device=torch.device("cpu")) for world in worlds]
+    assert all(torch.equal(order, orders[0]) for order in orders)
+    assert sorted(orders[0].tolist()) == list(range(50))
+    assert not torch.equal(orders[0], worlds[0].epoch_order(50, seed=7, epoch=4, device=torch.device("cpu")))
+    slices = [world.slice_of(32) for world in worlds]
+    assert [(s.start, s.stop) for s in slices] == [(0, 8), (8, 16), (16, 24), (24, 32)]
+    seeds = {world.augmentation_seed(7, 3) for world in worlds}
+    assert len(seeds) == 4  # every rank its own augmentation stream
+    assert worlds[1].augmentation_seed(7, 3) == World(None, 1, 2).augmentation_seed(7, 3)  # per epoch, rank
+
+
+@pytest.mark.parametrize("batch_size", [30, 6, 33])
+def test_a_global_batch_that_the_ranks_cannot_share_equally_is_refused(batch_size):
+    with pytest.raises(ValueError, match=rf"batch_size={batch_size} .* multiple of the 4 processes"):
+        World(group=None, rank=0, size=4).slice_of(batch_size)
+
+
+def test_one_process_is_not_a_distributed_fit():
+    assert current_world() is None  # no process group: the plain single-process training
