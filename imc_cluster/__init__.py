@@ -6,9 +6,11 @@
 """
 
 from .estimator import IMCSwAVClustering
+from .folder_prediction import predict_folder
+from .imagefolder import iter_image_batches, load_image_folder
 from .metrics import cluster_accuracy, evaluate_clustering, top_k_cluster_accuracy
 
 __version__ = "0.2.0"
 
-__all__ = ["IMCSwAVClustering", "cluster_accuracy", "top_k_cluster_accuracy", "evaluate_clustering",
-           "__version__"]
+__all__ = ["IMCSwAVClustering", "load_image_folder", "iter_image_batches", "predict_folder",
+           "cluster_accuracy", "top_k_cluster_accuracy", "evaluate_clustering", "__version__"]

@@ -1,12 +1,15 @@
-"""The ``imc-cluster`` command line: ``train`` and ``test`` with the published IMC-SwAV flags.
+"""The ``imc-cluster`` command line: ``train`` and ``test`` with the published IMC-SwAV flags; ``predict``.
 
     imc-cluster train --dataset C10 --path ./dataset --size_crops 28 18 --output_dir ./c10 --cpt_name c10.cpt
     imc-cluster test  --dataset c10 --path ./dataset --size_crops 28 18 --cpt_load_path ./c10/c10.cpt
+    imc-cluster train --dataset folder --path ./photos --n_clusters 20 --image_size 64 --output_dir ./run
+    imc-cluster predict --cpt_load_path ./run/model.cpt --path ./photos --output_dir ./clusters
 
 Both run through :class:`~imc_cluster.IMCSwAVClustering`: ``train`` maps the flags onto its parameters,
 fits on the training split with the test split as ``eval_set``, prints one line per epoch, writes the
 checkpoint atomically after every epoch and appends every epoch's record to ``history.jsonl`` (and to
-TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``.
+TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``. Unlabelled
+folders need ``--n_clusters`` and get no score. ``predict`` is in :mod:`~imc_cluster.cli_predict`.
 
 An error of the run (a bad flag value, a missing or unreadable file or checkpoint, a diverged fit, a CUDA
 error) ends the command with one line ``imc-cluster: <message>`` on stderr and exit status 2.
@@ -24,16 +27,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import cli_predict
 from .config import ARCHITECTURE_PARAMS
 from .datasets import DATASETS, CropSize, ImageSet, load_dataset
 from .estimator import IMCSwAVClustering
+from .folder_prediction import FolderPrediction
 from .metrics import evaluate_clustering
 from .networks import RESNET_LAYOUTS
 from .persistence import CheckpointError
 from .training import DivergenceError
 
 __all__ = ["PRESETS", "PARAM_FLAGS", "RUN_ERRORS", "main", "build_parser", "parse_args", "estimator_params",
-           "train", "test"]
+           "train", "test", "predict"]
 
 
 #: errors of a run rather than of the program, which ``main`` reports in one line with exit status 2: bad
@@ -74,6 +79,9 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
                        help="crop sides for training (test evaluates whole images); default: the data set's "
                             "(28 18 on 32x32, 56 36 on 64x64, 76 52 on 96x96; 0.875 and 0.5625 of each axis of "
                             "non-square images)")
+    group.add_argument("--image_size", type=int, nargs="+", metavar="S",
+                       help="folder only: centre-crop and resize every image to S x S, or H x W when two "
+                            "sides are given (needed when the images differ in size)")
     group.add_argument("--limit_train", type=int, metavar="N",
                        help="train on a random subset of N training images (quick runs)")
     group.add_argument("--limit_test", type=int, metavar="N",
@@ -99,11 +107,14 @@ def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
     """The ``imc-cluster`` argument parser; ``preset`` overrides defaults of ``train`` flags."""
     parser = _Parser(prog="imc-cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,test}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,test,predict}")
 
     train_parser = commands.add_parser("train", help="train IMC-SwAV on a data set",
                                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _dataset_args(train_parser)
+    train_parser.add_argument("--n_clusters", type=int, metavar="K",
+                              help="number of clusters (default: the number of class folders; required for "
+                                   "a folder without class folders)")
     out = train_parser.add_argument_group("output and resume")
     out.add_argument("--output_dir", default="./output", help="folder of the checkpoint and history")
     out.add_argument("--cpt_name", default="model.cpt", help="checkpoint file name in output_dir")
@@ -148,6 +159,7 @@ def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _dataset_args(test_parser)
     test_parser.add_argument("--cpt_load_path", required=True, help="checkpoint to evaluate")
+    cli_predict.add_predict_parser(commands)
     return parser
 
 
@@ -173,6 +185,15 @@ def _check_flags(args) -> None:
         limit = getattr(args, flag)
         if limit is not None and limit < 1:
             raise ValueError(f"--{flag} must be a positive number of images, got {limit}.")
+    size = args.image_size
+    if size is not None and (len(size) > 2 or min(size) < 1):
+        raise ValueError(f"--image_size takes one side S or two sides H W, positive; got {size}.")
+
+
+def _load(args) -> ImageSet:
+    """The data set of ``--dataset``, ``--path`` and ``--image_size`` (one side, or H W)."""
+    size = args.image_size
+    return load_dataset(args.dataset, args.path, image_size=size[0] if size and len(size) == 1 else size)
 
 
 def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
@@ -195,7 +216,7 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize
     args : argparse.Namespace
         Parsed ``train`` arguments.
     n_clusters : int
-        The data set's number of classes.
+        The number of clusters (``--n_clusters``, else the data set's number of classes).
     crop_sizes : (int or (int, int), int or (int, int))
         The data set's default crop sizes (:attr:`ImageSet.crop_sizes`), used unless ``--size_crops``
         is given.
@@ -235,9 +256,10 @@ class EpochLog:
 
     def __call__(self, estimator: IMCSwAVClustering, record: dict) -> None:
         epoch = record["epoch"]
+        scores = (f"test ACC {record['acc']:.4f} NMI {record['nmi']:.4f} ARI {record['ari']:.4f} | "
+                  if "acc" in record else "")  # none without labels
         print(f"epoch {epoch}/{self.total} | loss {record['loss']:.4f} swav {record['swav']:.4f} "
-              f"mi {record['mi']:.4f} reg {record['reg']:.4f} | test ACC {record.get('acc', float('nan')):.4f} "
-              f"NMI {record.get('nmi', float('nan')):.4f} ARI {record.get('ari', float('nan')):.4f} | "
+              f"mi {record['mi']:.4f} reg {record['reg']:.4f} | {scores}"
               f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s", flush=True)
         self.history.write_text("".join(json.dumps(r) + "\n" for r in estimator.history_))
         if self.writer is not None:
@@ -260,7 +282,7 @@ def _check_architecture(estimator: IMCSwAVClustering, params: dict, path: str) -
     saved = estimator.get_params()
     if saved["backbone"] == "auto":  # "auto" is ResNet-18 on images
         saved["backbone"] = "resnet18"
-    labels = {**PARAM_FLAGS, "n_clusters": "the classes of --dataset"}
+    labels = {**PARAM_FLAGS, "n_clusters": "--n_clusters (default: the classes of --dataset)"}
     differences = [f"{labels.get(name, '--' + name)} {saved[name]}, not {params[name]}"
                    for name in ARCHITECTURE_PARAMS if name in params and saved[name] != params[name]]
     if differences:
@@ -276,17 +298,26 @@ def _make_output_dir(path: Path) -> None:
         raise OSError(f"Cannot create --output_dir {path}: {error.strerror or error}.") from error
 
 
+def _n_clusters(args, data: ImageSet, resumed: IMCSwAVClustering | None) -> int:
+    """``--n_clusters``, else the classes of the data set, else (unlabelled) the resumed checkpoint's."""
+    if args.n_clusters is None and not data.n_classes and resumed is None:
+        raise ValueError(f"{args.path} holds no class folders (unlabelled images): give the number of "
+                         "clusters with --n_clusters K.")
+    return args.n_clusters if args.n_clusters is not None else data.n_classes or resumed.n_clusters
+
+
 def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     """The ``train`` command: fit (or resume) and report every epoch; ``data`` is the data set when the
-    caller has already loaded it."""
+    caller has already loaded it. Unlabelled data train without evaluation."""
     _check_flags(args)
     resumed = None
     if args.cpt_load_path:
         resumed = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
-    data = data if data is not None else load_dataset(args.dataset, args.path)
+    data = data if data is not None else _load(args)
     output_dir = Path(args.output_dir)
     checkpoint = output_dir / args.cpt_name
-    params = estimator_params(args, data.n_classes, data.crop_sizes, checkpoint, data.normalization)
+    params = estimator_params(args, _n_clusters(args, data, resumed), data.crop_sizes, checkpoint,
+                              data.normalization)
     if resumed is not None:
         _check_architecture(resumed, params, args.cpt_load_path)
         estimator = resumed
@@ -299,8 +330,9 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     test_images, test_labels = _test_split(data, args)
     _make_output_dir(output_dir)
     labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
-    estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[EpochLog(output_dir, args.epochs)],
-                  head_mask=None if labelled.all() else labelled)
+    eval_set = (test_images, test_labels) if (test_labels >= 0).all() else None
+    estimator.fit(train_images, eval_set=eval_set, callbacks=[EpochLog(output_dir, args.epochs)],
+                  head_mask=None if labelled.all() or not labelled.any() else labelled)
     print(f"checkpoint: {checkpoint}")
     return estimator
 
@@ -310,13 +342,22 @@ def test(args, data: ImageSet | None = None) -> dict[str, float]:
     ``data`` is the data set when the caller has already loaded it."""
     _check_flags(args)
     estimator = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
-    data = data if data is not None else load_dataset(args.dataset, args.path)
+    data = data if data is not None else _load(args)
     images, labels = _test_split(data, args)
+    if not (labels >= 0).all():
+        raise ValueError(f"{args.path} holds no class folders, so there are no labels to score against; "
+                         "imc-cluster predict writes the cluster of every image instead.")
     proba = estimator.predict_proba(images)
     metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba,
                                   top_k=5 if data.name == "C100" else None)
     print(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
     return metrics
+
+
+def predict(args) -> FolderPrediction:
+    """The ``predict`` command (:mod:`~imc_cluster.cli_predict`): the cluster of every image file of
+    ``--path``, written into ``--output_dir``."""
+    return cli_predict.predict(args, None if args.dev is None else _device(args.dev))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -362,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_args(argv)
     try:
-        {"train": train, "test": test}[args.command](args)
+        {"train": train, "test": test, "predict": predict}[args.command](args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BUGS:
