@@ -1,14 +1,20 @@
-"""The ``imc-cluster`` command line: ``train`` and ``test`` with the published IMC-SwAV flags.
+"""The ``imc-cluster`` command line: ``train`` and ``test`` with the published IMC-SwAV flags; ``predict``.
 
     imc-cluster train --dataset C10 --path ./dataset --size_crops 28 18 --output_dir ./c10 --cpt_name c10.cpt
     imc-cluster test  --dataset c10 --path ./dataset --size_crops 28 18 --cpt_load_path ./c10/c10.cpt
+    imc-cluster train --dataset folder --path ./photos --n_clusters 20 --image_size 64 --output_dir ./run
+    imc-cluster predict --cpt_load_path ./run/model.cpt --path ./photos --output_dir ./clusters
 
 Both run through :class:`~imc_cluster.IMCSwAVClustering`: ``train`` maps the flags onto its parameters,
 fits on the training split with the test split as ``eval_set``, prints one line per epoch, writes the
 checkpoint atomically after every epoch and appends every epoch's record to ``history.jsonl`` (and to
-TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``.
+TensorBoard when it is installed). ``--cpt_load_path`` resumes a checkpoint with ``warm_start``. Unlabelled
+folders need ``--n_clusters`` and get no score. ``predict`` is in :mod:`~imc_cluster.cli_predict`.
 
-``test --json FILE`` also writes the scores as JSON. ``--version`` prints the version.
+``test --json FILE`` also writes the scores as JSON. The parser is in :mod:`~imc_cluster.cli_parser`.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the command joins the process group first and trains on every
+process (:mod:`~imc_cluster.distributed`); rank 0 alone prints and writes, and an error names its rank.
 
 An error of the run (a bad flag value, a missing or unreadable file or checkpoint, a diverged fit, a CUDA
 error) ends the command with one line ``imc-cluster: <message>`` on stderr and exit status 2.
@@ -16,7 +22,6 @@ error) ends the command with one line ``imc-cluster: <message>`` on stderr and e
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -25,32 +30,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from . import __version__
+from . import cli_predict
 from .cli_output import EpochLog, check_json_path, write_json
+from .cli_parser import PARAM_FLAGS, PRESETS, build_parser, parse_args
 from .config import ARCHITECTURE_PARAMS
-from .datasets import DATASETS, CropSize, ImageSet, load_dataset
+from .datasets import CropSize, ImageSet, load_dataset
 from .distributed import current_world, init_from_environment, leave
 from .estimator import IMCSwAVClustering
+from .folder_prediction import FolderPrediction
 from .metrics import evaluate_clustering
-from .networks import RESNET_LAYOUTS
 from .persistence import CheckpointError
 from .training import DivergenceError
 
 __all__ = ["PRESETS", "PARAM_FLAGS", "RUN_ERRORS", "main", "build_parser", "parse_args", "estimator_params",
-           "train", "test"]
-
-#: what ``imc-cluster --help`` says above the commands (plain text: argparse shows it as written)
-DESCRIPTION = """\
-Deep image clustering with IMC-SwAV, from the command line.
-
-  imc-cluster train --dataset C10 --path ./dataset --output_dir ./c10 --cpt_name c10.cpt
-  imc-cluster test  --dataset c10 --path ./dataset --cpt_load_path ./c10/c10.cpt --json c10.json
-
-train fits IMC-SwAV on a data set's training split, scores the test split after every epoch, prints one
-line per epoch, and writes the checkpoint, history.jsonl and TensorBoard curves into --output_dir;
---cpt_load_path resumes a checkpoint. test scores a checkpoint on the test split (ACC, NMI, ARI).
-Errors end the command with one line "imc-cluster: <message>" on stderr and exit status 2."""
-
+           "train", "test", "predict"]
 
 #: errors of a run rather than of the program, which ``main`` reports in one line with exit status 2: bad
 #: values and checkpoints (a CheckpointError is a ValueError), files, a diverged fit, and torch's runtime
@@ -58,138 +51,6 @@ Errors end the command with one line "imc-cluster: <message>" on stderr and exit
 RUN_ERRORS = (ValueError, TypeError, OSError, CheckpointError, DivergenceError, RuntimeError)
 #: RuntimeError subclasses that are bugs: they keep their traceback
 BUGS = (NotImplementedError, RecursionError)
-
-#: flags of the estimator parameters that have another name on the command line; an error message citing
-#: such a parameter is followed by its flag
-PARAM_FLAGS: dict[str, str] = {
-    "backbone": "--model_type", "n_prototypes": "--prototypes", "projection_dim": "--project_dim",
-    "n_large_crops": "--nmb_crops", "n_small_crops": "--nmb_crops", "large_crop_size": "--size_crops",
-    "small_crop_size": "--size_crops", "large_crop_scale": "--min_scale_crops/--max_scale_crops",
-    "small_crop_scale": "--min_scale_crops/--max_scale_crops", "temperature": "--tau",
-    "sinkhorn_epsilon": "--eps", "weight_decay": "--l2_w", "warmup_updates": "--warmup",
-    "max_epochs": "--epochs", "lr_milestones": "--milestones", "random_state": "--seed", "device": "--dev",
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line ``imc-cluster: ...`` (exit status 2), like every
-    other error of the command line; ``--help`` shows the usage."""
-
-    def error(self, message: str):
-        self.exit(2, f"imc-cluster: {self.prog.removeprefix('imc-cluster').strip() or 'usage'}: {message} "
-                     f"(see {self.prog} --help)\n")
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Help that shows the default of a flag that has one (not "default: None" or "default: False")."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _dataset_args(parser: argparse.ArgumentParser, training: bool = False) -> None:
-    """The data set flags; ``training`` adds those of the training split and shows ``--size_crops`` (which
-    other commands accept, without effect, for the published ``test`` command line)."""
-    group = parser.add_argument_group("data")
-    group.add_argument("--dataset", required=True, type=str.lower, choices=DATASETS, metavar="NAME",
-                       help=f"data set, case-insensitive: {', '.join(DATASETS)}")
-    group.add_argument("--path", default="./dataset",
-                       help="folder holding the data set (downloaded there when missing and a network "
-                            "exists)")
-    group.add_argument("--size_crops", type=int, nargs=2, metavar=("LARGE", "SMALL"),
-                       help="crop sides for training; default: the data set's (28 18 on 32x32, 56 36 on "
-                            "64x64, 76 52 on 96x96; 0.875 and 0.5625 of each axis of non-square images)"
-                       if training else argparse.SUPPRESS)
-    if training:
-        group.add_argument("--limit_train", type=int, metavar="N",
-                           help="train on a random subset of N training images (quick runs)")
-    group.add_argument("--limit_test", type=int, metavar="N",
-                       help="evaluate on a random subset of N test images (quick runs)")
-    if training:
-        group.add_argument("--nmb_workers", type=int, default=0,
-                           help="accepted for compatibility; augmentation runs batched on the training "
-                                "device, so there are no loader workers")
-    parser.add_argument("--dev", default=None,
-                        help="GPU index (e.g. 0), 'cpu', or 'auto' (default: the first GPU when available)")
-
-
-#: per-data-set defaults of ``train`` flags, where the published ones do not fit (flags given win)
-PRESETS: dict[str, dict] = {
-    # 8x8 digits: a narrow ResNet-18, gentle crops, no mirroring (it changes digits), a CPU-sized schedule;
-    # ACC 0.964 (0.005) over 3 seeds in 4 minutes each on 2 cores (benchmarks/results/digits.md)
-    "digits": dict(epochs=150, prototypes=100, backbone_width=16, batch_size=128, learning_rate=1e-3,
-                   warmup=50, milestones=[100, 130], min_scale_crops=[0.5, 0.3], max_scale_crops=[1.0, 0.6],
-                   flip_prob=0.0, color_jitter=[0.2, 0.2, 0.0, 0.0], color_jitter_prob=0.5),
-}
-
-
-def build_parser(preset: dict | None = None) -> argparse.ArgumentParser:
-    """The ``imc-cluster`` argument parser; ``preset`` overrides defaults of ``train`` flags."""
-    parser = _Parser(prog="imc-cluster", description=DESCRIPTION,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"imc-cluster {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,test}")
-
-    train_parser = commands.add_parser("train", help="train IMC-SwAV on a data set",
-                                       description="Train IMC-SwAV on a data set's training split, scoring "
-                                                   "the test split after every epoch.",
-                                       formatter_class=_HelpFormatter)
-    _dataset_args(train_parser, training=True)
-    out = train_parser.add_argument_group("output and resume")
-    out.add_argument("--output_dir", default="./output", help="folder of the checkpoint and history")
-    out.add_argument("--cpt_name", default="model.cpt", help="checkpoint file name in output_dir")
-    out.add_argument("--cpt_load_path", help="checkpoint to resume training from")
-    method = train_parser.add_argument_group("method")
-    method.add_argument("--nmb_crops", type=int, nargs=2, default=[2, 4], metavar=("LARGE", "SMALL"),
-                        help="large and small crops per image")
-    method.add_argument("--max_scale_crops", type=float, nargs=2, default=[1.0, 0.4],
-                        metavar=("LARGE", "SMALL"), help="largest crop area fraction")
-    method.add_argument("--min_scale_crops", type=float, nargs=2, default=[0.2, 0.08],
-                        metavar=("LARGE", "SMALL"), help="smallest crop area fraction")
-    method.add_argument("--tau", type=float, default=0.1, help="softmax temperature")
-    method.add_argument("--eps", type=float, default=0.05, help="Sinkhorn-Knopp regularisation")
-    method.add_argument("--project_dim", type=int, default=128, help="projection dimension")
-    method.add_argument("--prototypes", type=int, default=1000, help="number of prototypes")
-    method.add_argument("--model_type", default="resnet18", choices=sorted(RESNET_LAYOUTS), help="encoder")
-    method.add_argument("--backbone_width", type=int, default=64, help="channels of the first ResNet stage")
-    optim = train_parser.add_argument_group("optimisation")
-    optim.add_argument("--learning_rate", type=float, default=5e-4, help="Adam learning rate")
-    optim.add_argument("--warmup", type=int, default=500, help="linear warm-up updates")
-    optim.add_argument("--l2_w", type=float, default=1e-5, help="weight decay")
-    optim.add_argument("--epochs", type=int, default=500, help="total training epochs")
-    optim.add_argument("--batch_size", type=int, default=256, help="images per update")
-    optim.add_argument("--milestones", type=int, nargs="+", default=[150, 300, 400],
-                       help="epochs at which the learning rate is multiplied by 0.4")
-    optim.add_argument("--seed", type=int, default=0, help="random seed")
-    speed = train_parser.add_argument_group("speed and memory")
-    speed.add_argument("--compile", action="store_true", help="train through torch.compile")
-    speed.add_argument("--precision", default="auto", choices=("auto", "bfloat16", "float32"),
-                       help="network arithmetic in training: auto is bf16 on CUDA, float32 on the CPU")
-    speed.add_argument("--activation_checkpointing", action="store_true",
-                       help="recompute ResNet blocks in the backward pass to save activation memory")
-    views = train_parser.add_argument_group("view augmentation")
-    views.add_argument("--flip_prob", type=float, default=0.5, help="horizontal flip probability")
-    views.add_argument("--color_jitter", type=float, nargs=4, default=[0.4, 0.4, 0.4, 0.1],
-                       metavar=("B", "C", "S", "H"), help="brightness, contrast, saturation, hue strength")
-    views.add_argument("--color_jitter_prob", type=float, default=0.8, help="colour jitter probability")
-    train_parser.set_defaults(**(preset or {}))
-    train_parser.add_argument("--quiet", action="store_true",
-                              help="no progress bar (epoch lines still print); there is none either when "
-                                   "stderr is not a terminal")
-
-    test_parser = commands.add_parser("test", help="score a checkpoint on a data set's test split",
-                                      description="Score a checkpoint on a data set's test split: ACC, NMI "
-                                                  "and ARI (and top-5 ACC on C100).",
-                                      formatter_class=_HelpFormatter)
-    _dataset_args(test_parser)
-    test_parser.add_argument("--cpt_load_path", required=True, help="checkpoint to evaluate")
-    test_parser.add_argument("--json", "--output_json", metavar="FILE",
-                             help="also write the scores, checkpoint, data set and image count as JSON to "
-                                  "FILE ('-': print only the JSON on stdout)")
-    return parser
-
 
 def _device(dev: str | None) -> str:
     """The estimator's ``device`` for ``--dev``; a GPU that CUDA does not see is an error, also where the
@@ -216,6 +77,15 @@ def _check_flags(args) -> None:
         limit = getattr(args, flag, None)  # test has no --limit_train
         if limit is not None and limit < 1:
             raise ValueError(f"--{flag} must be a positive number of images, got {limit}.")
+    size = args.image_size
+    if size is not None and (len(size) > 2 or min(size) < 1):
+        raise ValueError(f"--image_size takes one side S or two sides H W, positive; got {size}.")
+
+
+def _load(args) -> ImageSet:
+    """The data set of ``--dataset``, ``--path`` and ``--image_size`` (one side, or H W)."""
+    size = args.image_size
+    return load_dataset(args.dataset, args.path, image_size=size[0] if size and len(size) == 1 else size)
 
 
 def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):
@@ -243,7 +113,7 @@ def estimator_params(args, n_clusters: int, crop_sizes: tuple[CropSize, CropSize
     args : argparse.Namespace
         Parsed ``train`` arguments.
     n_clusters : int
-        The data set's number of classes.
+        The number of clusters (``--n_clusters``, else the data set's number of classes).
     crop_sizes : (int or (int, int), int or (int, int))
         The data set's default crop sizes (:attr:`ImageSet.crop_sizes`), used unless ``--size_crops``
         is given.
@@ -277,7 +147,7 @@ def _check_architecture(estimator: IMCSwAVClustering, params: dict, path: str) -
     saved = estimator.get_params()
     if saved["backbone"] == "auto":  # "auto" is ResNet-18 on images
         saved["backbone"] = "resnet18"
-    labels = {**PARAM_FLAGS, "n_clusters": "the classes of --dataset"}
+    labels = {**PARAM_FLAGS, "n_clusters": "--n_clusters (default: the classes of --dataset)"}
     differences = [f"{labels.get(name, '--' + name)} {saved[name]}, not {params[name]}"
                    for name in ARCHITECTURE_PARAMS if name in params and saved[name] != params[name]]
     if differences:
@@ -293,17 +163,26 @@ def _make_output_dir(path: Path) -> None:
         raise OSError(f"Cannot create --output_dir {path}: {error.strerror or error}.") from error
 
 
+def _n_clusters(args, data: ImageSet, resumed: IMCSwAVClustering | None) -> int:
+    """``--n_clusters``, else the classes of the data set, else (unlabelled) the resumed checkpoint's."""
+    if args.n_clusters is None and not data.n_classes and resumed is None:
+        raise ValueError(f"{args.path} holds no class folders (unlabelled images): give the number of "
+                         "clusters with --n_clusters K.")
+    return args.n_clusters if args.n_clusters is not None else data.n_classes or resumed.n_clusters
+
+
 def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     """The ``train`` command: fit (or resume) and report every epoch; ``data`` is the data set when the
-    caller has already loaded it."""
+    caller has already loaded it. Unlabelled data train without evaluation."""
     _check_flags(args)
     resumed = None
     if args.cpt_load_path:
         resumed = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
-    data = data if data is not None else load_dataset(args.dataset, args.path)
+    data = data if data is not None else _load(args)
     output_dir = Path(args.output_dir)
     checkpoint = output_dir / args.cpt_name
-    params = estimator_params(args, data.n_classes, data.crop_sizes, checkpoint, data.normalization)
+    params = estimator_params(args, _n_clusters(args, data, resumed), data.crop_sizes, checkpoint,
+                              data.normalization)
     if resumed is not None:
         _check_architecture(resumed, params, args.cpt_load_path)
         estimator = resumed
@@ -316,10 +195,11 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     test_images, test_labels = _test_split(data, args)
     _make_output_dir(output_dir)
     labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
+    eval_set = (test_images, test_labels) if (test_labels >= 0).all() else None
     log = EpochLog(output_dir, args.epochs, resumed=resumed is not None)
     try:
-        estimator.fit(train_images, eval_set=(test_images, test_labels), callbacks=[log],
-                      head_mask=None if labelled.all() else labelled)
+        estimator.fit(train_images, eval_set=eval_set, callbacks=[log],
+                      head_mask=None if labelled.all() or not labelled.any() else labelled)
     finally:
         log.close()
     _say(f"checkpoint: {checkpoint}")
@@ -333,8 +213,11 @@ def test(args, data: ImageSet | None = None) -> dict[str, float]:
     _check_flags(args)
     check_json_path(args.json)
     estimator = IMCSwAVClustering.load(args.cpt_load_path, device=_device(args.dev))
-    data = data if data is not None else load_dataset(args.dataset, args.path)
+    data = data if data is not None else _load(args)
     images, labels = _test_split(data, args)
+    if not (labels >= 0).all():
+        raise ValueError(f"{args.path} holds no class folders, so there are no labels to score against; "
+                         "imc-cluster predict writes the cluster of every image instead.")
     proba = estimator.predict_proba(images)
     metrics = evaluate_clustering(labels, proba.argmax(axis=1), proba,
                                   top_k=5 if data.name == "C100" else None)
@@ -355,12 +238,10 @@ def _say(line: str) -> None:
         print(line, flush=True)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse a command line, with the data set's :data:`PRESETS` as defaults of ``train`` flags."""
-    args = build_parser().parse_args(argv)
-    if args.command == "train" and args.dataset in PRESETS:
-        args = build_parser(PRESETS[args.dataset]).parse_args(argv)
-    return args
+def predict(args) -> FolderPrediction:
+    """The ``predict`` command (:mod:`~imc_cluster.cli_predict`): the cluster of every image file of
+    ``--path``, written into ``--output_dir``."""
+    return cli_predict.predict(args, None if args.dev is None else _device(args.dev))
 
 
 def _message(error: Exception) -> str:
@@ -402,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     joined = False
     try:
         joined = init_from_environment("cpu" if args.dev == "cpu" else "auto")
-        {"train": train, "test": test}[args.command](args)
+        {"train": train, "test": test, "predict": predict}[args.command](args)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BUGS:

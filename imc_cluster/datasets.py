@@ -1,10 +1,12 @@
 """Named data sets of the command line, each decoded once into uint8 arrays.
 
 ``c10`` (CIFAR-10), ``c20`` (CIFAR-100 with its 20 superclass labels), ``c100`` (CIFAR-100), ``stl10``,
-``tiny`` (Tiny-ImageNet-200), ``folder`` (any ImageFolder tree) and ``digits`` (scikit-learn's digits).
+``tiny`` (Tiny-ImageNet-200), ``folder`` (a folder of your own images: an ImageFolder tree of class
+folders, or any other layout, unlabelled; see :mod:`~imc_cluster.imagefolder`) and ``digits``
+(scikit-learn's digits).
 
 The CIFAR and STL-10 files are read by torchvision's own dataset classes, which download them into ``path``
-when they are missing and ``download=True``. Tiny-ImageNet and ImageFolder trees are decoded with PIL on a
+when they are missing and ``download=True``. Tiny-ImageNet and image folders are decoded with PIL on a
 thread pool; the decoded arrays are cached in ``<root>/.imc_cluster_cache/``, keyed by the relative path,
 size and modification time of every image file, so that a changed tree is decoded again.
 """
@@ -22,12 +24,13 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.datasets import load_digits
 from torchvision import datasets as tv_datasets
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.datasets.utils import download_and_extract_archive
 
 from .config import LARGE_CROP_FRACTION, SMALL_CROP_FRACTION, default_crop_size
 from .data import as_tensor, channel_statistics, to_uint8
-from .imagefiles import CACHE_DIR, cached_decode
+from .imagefiles import CACHE_DIR, DatasetNotFoundError, ImageSize, cached_decode
+from .imagefolder import ImageFolderData, load_folder_splits
 
 __all__ = ["ImageSet", "DatasetNotFoundError", "DATASETS", "CACHE_DIR", "PUBLISHED_NORMALIZATION", "load_dataset",
            "default_crop_sizes"]
@@ -53,10 +56,6 @@ _TINY_EXPECTED = (f"{_TINY_FOLDER}/ (in it, or it itself) with wnids.txt, train/
                   "extracted when download=True)")
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """The files of a data set are not where they were looked for, and could not be downloaded."""
-
-
 @dataclass
 class ImageSet:
     """A data set decoded once into uint8 arrays.
@@ -68,13 +67,14 @@ class ImageSet:
     train_images : ndarray of uint8, shape (N, H, W, C)
         Training images, ``C`` in {1, 3}, C-contiguous.
     train_labels : ndarray of int64, shape (N,)
-        Class indices; -1 marks an unlabelled image (the STL-10 ``unlabeled`` split).
+        Class indices; -1 marks an unlabelled image (the STL-10 ``unlabeled`` split, every image of a
+        folder without class folders).
     test_images : ndarray of uint8, shape (M, H, W, C)
         Test images.
     test_labels : ndarray of int64, shape (M,)
-        Class indices of the test images.
+        Class indices of the test images (-1 for an unlabelled folder).
     classes : list of str
-        Class names, by class index.
+        Class names, by class index; empty for an unlabelled folder.
     mean, std : tuple of float
         Per-channel mean and standard deviation of all training pixels (labelled or not), in [0, 1] units;
         computed on first use.
@@ -213,19 +213,6 @@ def _load_stl10(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
             _split(test.data.transpose(0, 2, 3, 1), test.labels), classes)
 
 
-def _folder_classes(directory: Path) -> list[str]:
-    """Class folders of an ImageFolder tree, by torchvision's discovery (sorted names), leaving out hidden
-    folders such as the cache."""
-    try:
-        classes, _ = find_classes(directory)
-    except FileNotFoundError as error:
-        raise DatasetNotFoundError(f"No class folders in {directory}: {error}") from error
-    classes = [name for name in classes if not name.startswith(".")]
-    if not classes:
-        raise DatasetNotFoundError(f"No class folders in {directory} (hidden folders do not count).")
-    return classes
-
-
 def _scan(directory: Path, class_to_idx: dict[str, int],
           allow_empty: bool = False) -> tuple[list[Path], list[int]]:
     """Image files under ``directory/<class>/`` (torchvision's make_dataset, sorted) and their labels."""
@@ -287,51 +274,24 @@ def _load_tiny(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
         val_labels.append(index[wnid])
     words_file = root / "words.txt"
     words = dict(line.split("\t", 1) for line in _read_lines(words_file)) if words_file.is_file() else {}
-    return (_split(cached_decode(train_files, root, "train", rgb=True), train_labels),
-            _split(cached_decode(val_files, root, "val", rgb=True), val_labels),
+    return (_split(cached_decode(train_files, root, "train", 3).images, train_labels),
+            _split(cached_decode(val_files, root, "val", 3).images, val_labels),
             [words.get(wnid, wnid).strip() for wnid in wnids])
 
 
-def _folder_split(directory: Path, root: Path, split: str, classes: list[str], allow_empty: bool = False):
-    """The images of one ImageFolder tree, labelled by the index of their folder in ``classes``."""
-    files, labels = _scan(directory, {name: label for label, name in enumerate(classes)}, allow_empty)
-    return _split(cached_decode(files, root, split, rgb=False), labels)
+def _folder_split(data: ImageFolderData) -> _Split:
+    """One split of an image folder; unlabelled images get the label -1."""
+    labels = np.full(len(data.images), -1) if data.labels is None else data.labels
+    return _split(data.images, labels)
 
 
-def _load_folder(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
-    """An ImageFolder tree: ``path/train`` and ``path/test`` when both exist; else ``path/train`` alone or,
-    without it, ``path`` itself, whose images are then both the train and the test split. A ``path/test``
-    without ``path/train`` is an error."""
-    if not path.is_dir():
-        raise DatasetNotFoundError(f"Image folder {path} not found: expected class folders of images in "
-                                   "it, or train/ and test/ trees of class folders.")
-    has_train, has_test = (path / "train").is_dir(), (path / "test").is_dir()
-    if has_test and not has_train:
-        raise DatasetNotFoundError(f"Image folder {path} has test/ but no train/: expected {path / 'train'} "
-                                   "beside it (class folders of training images), or class folders in "
-                                   f"{path} itself.")
-    if not has_test:
-        tree = path / "train" if has_train else path
-        classes = _folder_classes(tree)
-        images = _folder_split(tree, path, "train" if has_train else "all", classes)
-        return images, images, classes
-    return _load_train_and_test(path)
-
-
-def _load_train_and_test(path: Path) -> tuple[_Split, _Split, list[str]]:
-    """The ``path/train`` and ``path/test`` trees of an ImageFolder data set (test classes must be train
-    classes)."""
-    classes = _folder_classes(path / "train")
-    extra = sorted(set(_folder_classes(path / "test")) - set(classes))
-    if extra:
-        raise ValueError(f"{path / 'test'} has class folders that {path / 'train'} lacks: "
-                         f"{', '.join(extra)}.")
-    train = _folder_split(path / "train", path, "train", classes)
-    test = _folder_split(path / "test", path, "test", classes, allow_empty=True)
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise ValueError(f"Train images are {train.images.shape[1:]} (height, width, channels) but test "
-                         f"images are {test.images.shape[1:]}; both splits need one size and colour mode.")
-    return train, test, classes
+def _load_folder(path: Path, download: bool,
+                 image_size: ImageSize | None = None) -> tuple[_Split, _Split, list[str]]:
+    """An image folder (:func:`~imc_cluster.imagefolder.load_folder_splits`); one tree for both splits gives
+    the same split object twice."""
+    train, test = load_folder_splits(path, image_size)
+    train_split = _folder_split(train)
+    return train_split, train_split if test is train else _folder_split(test), train.classes
 
 
 def _load_digits(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
@@ -355,26 +315,32 @@ _LOADERS = {
 DATASETS: tuple[str, ...] = tuple(_LOADERS)
 
 
-def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -> ImageSet:
+def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True,
+                 image_size: ImageSize | None = None) -> ImageSet:
     """Load a named data set into uint8 arrays.
 
     Parameters
     ----------
     name : str
         One of :data:`DATASETS`, case-insensitive: "c10" (CIFAR-10), "c20" (CIFAR-100 with its 20
-        superclass labels), "c100" (CIFAR-100), "stl10", "tiny" (Tiny-ImageNet-200), "folder" (an
-        ImageFolder tree) or "digits" (scikit-learn's digits).
+        superclass labels), "c100" (CIFAR-100), "stl10", "tiny" (Tiny-ImageNet-200), "folder" (a folder
+        of image files) or "digits" (scikit-learn's digits).
     path : str or path-like
         Folder that holds the data set, or receives it when downloaded. "c10", "c20", "c100", "stl10":
         torchvision's layout (``cifar-10-batches-py/``, ``cifar-100-python/``, ``stl10_binary/``).
         "tiny": ``tiny-imagenet-200/`` under ``path``, or ``path`` itself. "folder": ``train/`` and
-        ``test/`` class-folder trees; else one class-folder tree, ``path/train`` when it exists (without
-        ``test/``) or ``path`` itself, that serves as both splits. A ``test/`` without ``train/`` is an
-        error. Ignored for "digits", which has no split either: its train and test splits are the same
-        1,797 images.
+        ``test/`` folders; else one folder, ``path/train`` when it exists (without ``test/``) or ``path``
+        itself, that serves as both splits. A folder of at least two class folders and no loose image
+        file is labelled by class folder; any other layout (flat, nested, one folder) is unlabelled, with
+        labels -1 and no class (see :func:`~imc_cluster.imagefolder.load_folder_splits`). A ``test/``
+        without ``train/`` is an error. Ignored for "digits", which has no split either: its train and
+        test splits are the same 1,797 images.
     download : bool, default=True
         Download CIFAR, STL-10 or Tiny-ImageNet into ``path`` when its files are missing (or extract the
         original archive found there). Image trees are never downloaded.
+    image_size : int or (int, int), default=None
+        "folder" only: bring every image to ``S x S`` or ``(H, W)`` pixels by a centre crop to that
+        aspect and an antialiased resize. None keeps the images' size, which must then be one.
 
     Returns
     -------
@@ -384,7 +350,8 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
     Raises
     ------
     ValueError
-        For an unknown name, image files of different sizes, or an image file that cannot be decoded
+        For an unknown name, ``image_size`` with another data set than "folder", image files of
+        different sizes without ``image_size``, or an image file that cannot be decoded
         (corrupt, truncated, empty or not an image) or has more pixels than PIL's limit,
         ``PIL.Image.MAX_IMAGE_PIXELS`` (a possible decompression bomb); the message names the file.
     DatasetNotFoundError
@@ -396,7 +363,7 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
     Tiny-ImageNet and ImageFolder images are decoded on a thread pool and cached in
     ``<root>/.imc_cluster_cache/<split>-<key>.npz``; the key covers the relative path, size and mtime of
     every image file, so that adding, removing or touching a file invalidates the cache. Without write
-    access there the images are decoded on every call. ImageFolder trees whose images are all grey give
+    access there the images are decoded on every call. Image folders whose images are all grey give
     one channel; otherwise grey images are repeated over three channels. Grey images of more than 8 bits
     (16-bit and 32-bit integer PNG or TIFF files, and float TIFF files) are scaled to 0..255, not clipped:
     integers over 0..65535 and floats over [0, 1] when their values lie within that range, else over
@@ -406,6 +373,10 @@ def load_dataset(name: str, path: str | os.PathLike, *, download: bool = True) -
     if key not in _LOADERS:
         raise ValueError(f"Unknown dataset {name!r}; the valid names are {', '.join(DATASETS)} "
                          "(case-insensitive).")
-    train, test, classes = _LOADERS[key](Path(path).expanduser(), download)
+    if image_size is not None and key != "folder":
+        raise ValueError(f"image_size resizes the files of an image folder: it applies to 'folder' only, "
+                         f"not to {name!r}.")
+    loader = partial(_load_folder, image_size=image_size) if key == "folder" else _LOADERS[key]
+    train, test, classes = loader(Path(path).expanduser(), download)
     return ImageSet(key.upper(), train.images, train.labels, test.images, test.labels, list(classes),
                     default_crop_sizes(*train.images.shape[1:3]))

@@ -99,7 +99,7 @@ def bad_image(setup: Setup) -> list[str]:
 
 
 def empty_folder(setup: Setup) -> list[str]:
-    """An ImageFolder tree whose one class folder holds no image."""
+    """A folder whose one subfolder holds no image."""
     (setup.tmp / "images" / "a").mkdir(parents=True)
     return ["--dataset", "folder", "--path", str(setup.tmp / "images")]
 
@@ -175,8 +175,8 @@ CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
     ("test on images of another size", lambda s: s.test(*s.folder((10, 10))), "fitted on (1, 8, 8)"),
     ("resume another architecture", resume_with_the_default_width, "--backbone_width 4, not 16"),
     ("missing data folder", lambda s: s.train(data=missing_folder(s)), "nothing not found"),
-    ("folder without class folders", lambda s: s.train(data=["--dataset", "folder"]), "No class folders"),
-    ("class folder without images", lambda s: s.train(data=empty_folder(s)), "Missing images under"),
+    ("folder without images", lambda s: s.train(data=["--dataset", "folder"]), "No image files under"),
+    ("subfolder without images", lambda s: s.train(data=empty_folder(s)), "No image files under"),
     ("unreadable image file", lambda s: s.train(data=bad_image(s)), "Cannot decode the image file"),
     ("CUDA error (multi-line)", cuda_error, "CUDA out of memory. Tried to allocate 2.00 GiB"),
     ("divergence", divergence, "NaN or infinite"),

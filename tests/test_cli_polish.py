@@ -92,7 +92,7 @@ def help_text(capsys, *command: str) -> str:
     return capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["test"]], ids=["top", "train", "test"])
+@pytest.mark.parametrize("command", [[], ["train"], ["test"], ["predict"]], ids=["top", "train", "test", "predict"])
 def test_help_is_plain_text(command, capsys):
     text = help_text(capsys, *command)
     assert text.startswith("usage: imc-cluster")
@@ -108,8 +108,8 @@ def test_top_level_help_names_the_commands_and_version(capsys):
 
 def test_test_help_shows_only_the_flags_of_test(capsys):
     shown = set(re.findall(r"--\w+", help_text(capsys, "test")))
-    assert shown == {"--help", "--dataset", "--path", "--limit_test", "--dev", "--cpt_load_path", "--json",
-                     "--output_json"}
+    assert shown == {"--help", "--dataset", "--path", "--image_size", "--limit_test", "--dev", "--cpt_load_path",
+                     "--json", "--output_json"}
 
 
 @pytest.mark.parametrize("flags", [["--limit_train", "5"], ["--nmb_workers", "4"], ["--epochs", "3"]])
