@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -280,6 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.
     """
     args = parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args) -> int:
+    """Run the parsed command in the process group of torchrun, if any; the exit status."""
     joined = False
     try:
         joined = init_from_environment("cpu" if args.dev == "cpu" else "auto")
@@ -294,3 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if joined:
             leave()
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of a run as one line ``imc-cluster: warning: <message>`` on stderr (rank 0's alone)."""
+    world = current_world()
+    if world is None or world.is_main:
+        print(f"imc-cluster: warning: {message}", file=sys.stderr, flush=True)

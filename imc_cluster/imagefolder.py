@@ -15,6 +15,7 @@ aspect, then resized with PIL's antialiased Lanczos filter.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
@@ -25,7 +26,7 @@ from PIL import Image, ImageFile
 from .imagefiles import (ON_ERROR, DatasetNotFoundError, ImageFailure, ImageSize, cached_decode,
                          check_image_size, decode_images)
 
-__all__ = ["ImageFolderData", "ImageBatch", "image_extensions", "find_image_files", "load_image_folder",
+__all__ = ["ImageFolderData", "ImageBatch", "SkippedImagesWarning", "image_extensions", "find_image_files", "load_image_folder",
            "iter_image_batches", "load_folder_splits"]
 
 #: values of the ``labels`` option
@@ -291,6 +292,25 @@ def _check_test_classes(path: Path, classes: list[str], test_files: list[str]) -
         raise ValueError(f"{path / 'test'} has {found}.")
 
 
+class SkippedImagesWarning(UserWarning):
+    """Image files of a folder were left out because they cannot be decoded."""
+
+
+#: skipped files named one by one in the warning; the others are counted
+_NAMED_SKIPS = 5
+
+
+def _warn_skipped(data: ImageFolderData) -> ImageFolderData:
+    """``data``, after a warning that names the files it left out, if any."""
+    if data.failures:
+        named = "; ".join(f"{failure.path}: {failure.error}" for failure in data.failures[:_NAMED_SKIPS])
+        more = len(data.failures) - _NAMED_SKIPS
+        warnings.warn(f"Skipped {len(data.failures)} image file(s) under {data.root} that cannot be decoded "
+                      f"({named}{f'; and {more} more' if more > 0 else ''}).", SkippedImagesWarning,
+                      stacklevel=2)
+    return data
+
+
 def load_folder_splits(path: Path,
                        image_size: ImageSize | None = None) -> tuple[ImageFolderData, ImageFolderData]:
     """The train and test splits of the ``folder`` data set under ``path``.
@@ -299,7 +319,9 @@ def load_folder_splits(path: Path,
     itself, which is then both splits (the same object). Labels follow the "auto" rule of
     :func:`load_image_folder` on the training tree; a labelled training tree labels the test tree by the
     same classes. Test images take the training images' channels; without ``image_size`` both splits
-    must have one size. Decoding errors raise; the caches are in ``path/.imc_cluster_cache/``.
+    must have one size. A file that cannot be decoded (damaged, not an image, over PIL's pixel limit) is
+    left out with a :class:`SkippedImagesWarning` that names it; a split with no decodable file is an
+    error. The caches are in ``path/.imc_cluster_cache/``.
     """
     size = check_image_size(image_size)
     if not path.is_dir():
@@ -312,13 +334,14 @@ def load_folder_splits(path: Path,
     tree = path / "train" if has_train else path
     files = find_image_files(tree)
     classes = _classes(files, tree, "auto")
-    train = _read(tree, files, classes, path, "train" if has_train else "all", size, None, "raise")
+    train = _warn_skipped(_read(tree, files, classes, path, "train" if has_train else "all", size, None, "skip"))
     if not has_test:
         return train, train
     test_files = find_image_files(path / "test")
     if classes is not None:
         _check_test_classes(path, classes, test_files)
-    test = _read(path / "test", test_files, classes, path, "test", size, train.images.shape[3], "raise")
+    test = _warn_skipped(_read(path / "test", test_files, classes, path, "test", size, train.images.shape[3],
+                               "skip"))
     if train.images.shape[1:3] != test.images.shape[1:3]:
         raise ValueError(f"Train images are {train.images.shape[1]}x{train.images.shape[2]} but test images "
                          f"are {test.images.shape[1]}x{test.images.shape[2]} (height x width); pass "

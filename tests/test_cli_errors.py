@@ -92,10 +92,11 @@ def missing_folder(setup: Setup) -> list[str]:
 
 
 def bad_image(setup: Setup) -> list[str]:
-    """An ImageFolder tree with one file that is not an image."""
-    flags = setup.folder()
-    setup.file("images/a/broken.png", b"not an image at all")
-    return flags
+    """A folder whose image files are none of them images (one that is not is only a warning)."""
+    (setup.tmp / "images").mkdir()
+    for name in ("a.png", "b.jpg"):
+        setup.file(f"images/{name}", b"not an image at all")
+    return ["--dataset", "folder", "--path", str(setup.tmp / "images"), "--n_clusters", "2"]
 
 
 def empty_folder(setup: Setup) -> list[str]:
@@ -177,7 +178,7 @@ CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
     ("missing data folder", lambda s: s.train(data=missing_folder(s)), "nothing not found"),
     ("folder without images", lambda s: s.train(data=["--dataset", "folder"]), "No image files under"),
     ("subfolder without images", lambda s: s.train(data=empty_folder(s)), "No image files under"),
-    ("unreadable image file", lambda s: s.train(data=bad_image(s)), "Cannot decode the image file"),
+    ("unreadable image files", lambda s: s.train(data=bad_image(s)), "None of the 2 image files"),
     ("CUDA error (multi-line)", cuda_error, "CUDA out of memory. Tried to allocate 2.00 GiB"),
     ("divergence", divergence, "NaN or infinite"),
 ]

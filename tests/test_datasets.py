@@ -26,6 +26,7 @@ from torchvision.datasets.utils import check_integrity
 from imc_cluster import data as data_lib
 from imc_cluster import datasets, imagefiles
 from imc_cluster.datasets import CACHE_DIR, DATASETS, DatasetNotFoundError, ImageSet, load_dataset
+from imc_cluster.imagefolder import SkippedImagesWarning
 
 #: the CIFAR-10 JPEG copy in shared/, beside the repository root
 REAL_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -466,26 +467,29 @@ def _damaged(good: bytes, damage: str) -> bytes:
 @pytest.mark.parametrize("suffix, damage", [(".png", "corrupt"), (".jpg", "corrupt"), (".png", "truncated"),
                                             (".jpg", "truncated"), (".jpg", "tail_cut"), (".png", "empty"),
                                             (".png", "text")])
-def test_undecodable_image_file_is_named(tmp_path, suffix, damage, first):
-    """The first file is decoded on the calling thread, the others on the thread pool."""
+def test_undecodable_image_file_is_named_and_left_out(tmp_path, suffix, damage, first):
+    """The first file is decoded on the calling thread, the others on the thread pool; the good one stays."""
     _save(tmp_path / "a" / f"b_good{suffix}", _rng().integers(0, 256, (32, 32, 3), dtype=np.uint8))
     name = f"{'a' if first else 'c'}_{damage}{suffix}"
     (tmp_path / "a" / name).write_bytes(_damaged((tmp_path / "a" / f"b_good{suffix}").read_bytes(), damage))
-    with pytest.raises(ValueError, match=f"Cannot decode the image file .*{name}"):
-        load_dataset("folder", tmp_path)
+    with pytest.warns(SkippedImagesWarning, match=f"Skipped 1 image file.*Cannot decode the image file .*{name}"):
+        data = load_dataset("folder", tmp_path)
+    assert data.train_images.shape == (1, 32, 32, 3)
+    np.testing.assert_array_equal(data.train_images[0], np.asarray(Image.open(tmp_path / "a" / f"b_good{suffix}")))
 
 
 @pytest.mark.parametrize("action", ["ignore", "error"])
 @pytest.mark.parametrize("limit", [600, 400], ids=["warning_size", "error_size"])
 def test_image_over_the_pixel_limit_is_named(tmp_path, monkeypatch, limit, action):
-    """PIL warns over Image.MAX_IMAGE_PIXELS and raises over twice that; both are errors naming the file,
-    whatever the warning filter. The 32x32 image is decoded on the thread pool, after an 8x8 one."""
+    """PIL warns over Image.MAX_IMAGE_PIXELS and raises over twice that; both leave the file out with a warning
+    naming it, whatever the warning filter. The 32x32 image is decoded on the thread pool, after an 8x8 one."""
     _save(tmp_path / "a" / "a_small.png", np.zeros((8, 8, 1), np.uint8))
     _save(tmp_path / "a" / "b_big.png", np.zeros((32, 32, 1), np.uint8))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
-    with warnings.catch_warnings(), pytest.raises(ValueError, match=r"b_big\.png exceeds PIL's pixel limit"):
+    with warnings.catch_warnings(), pytest.warns(SkippedImagesWarning, match=r"b_big\.png exceeds PIL's pixel limit"):
         warnings.simplefilter(action, Image.DecompressionBombWarning)
-        load_dataset("folder", tmp_path)
+        data = load_dataset("folder", tmp_path)
+    assert data.train_images.shape == (1, 8, 8, 1)
     assert Image.MAX_IMAGE_PIXELS == limit
 
 

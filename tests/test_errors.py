@@ -164,9 +164,13 @@ def test_corrupt_and_truncated_images_in_a_folder(tmp_path):
         folder = tmp_path / split / "cats"
         folder.mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "good.png")
-    data = (tmp_path / "train" / "cats" / "good.png").read_bytes()
-    (tmp_path / "train" / "cats" / "cut.png").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ValueError, match="cut.png"):
+    good = (tmp_path / "train" / "cats" / "good.png").read_bytes()
+    (tmp_path / "train" / "cats" / "cut.png").write_bytes(good[: len(good) // 2])
+    with pytest.warns(UserWarning, match="Skipped 1 image file.*cut.png"):
+        data = load_dataset("folder", tmp_path)
+    assert len(data.train_images) == 1
+    (tmp_path / "train" / "cats" / "good.png").write_bytes(good[:10])
+    with pytest.raises(ValueError, match="None of the 2 image files .* can be decoded"):
         load_dataset("folder", tmp_path)
 
 

@@ -72,6 +72,20 @@ def test_train_on_an_unlabelled_folder_of_mixed_sizes(trained):
     assert estimator.labels_.shape == (13,) and "acc" not in estimator.history_[-1]
 
 
+def test_train_leaves_out_an_unreadable_file_with_one_warning_line(photos, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    status, text, err = run(["train", "--dataset", "folder", "--path", folder, "--image_size", "16",
+                             "--n_clusters", CLUSTERS, *TINY, "--output_dir", tmp_path / "run"])
+    assert status == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("imc-cluster: warning: Skipped 1 image file(s) under ")
+    assert "sub/broken.png: Cannot decode the image file" in lines[0]
+    assert IMCSwAVClustering.load(tmp_path / "run" / "model.cpt").labels_.shape == (13,)
+
+
 def test_class_folders_default_k_which_n_clusters_overrides_and_a_resume_keeps_k(trained, photos, tmp_path):
     rng = np.random.default_rng(3)
     for name in ("ant", "bee"):
