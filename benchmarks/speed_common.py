@@ -134,8 +134,8 @@ def build_trainer(data: Data, settings: Settings, n_prototypes: int) -> Trainer:
     estimator.inputs_ = InputEncoder(estimator.image_shape, estimator.backbone, estimator.normalization)
     prepared = estimator.inputs_.fit_encode(data.train, estimator)
     estimator.device_ = config.resolve_device(estimator.device)
-    fitting._initialize(estimator, prepared)
-    return fitting._trainer(estimator)
+    fitting._initialize(estimator, prepared, None)
+    return fitting._trainer(estimator, None)
 
 
 # ---------------------------------------------------------------- timing
