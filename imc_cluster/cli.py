@@ -36,7 +36,7 @@ from .cli_output import EpochLog, check_json_path, write_json
 from .cli_parser import PARAM_FLAGS, PRESETS, build_parser, parse_args
 from .config import ARCHITECTURE_PARAMS
 from .datasets import CropSize, ImageSet, load_dataset
-from .distributed import current_world, init_from_environment, leave
+from .distributed import current_world, first_on_each_node, init_from_environment, leave
 from .estimator import IMCSwAVClustering
 from .folder_prediction import FolderPrediction
 from .metrics import evaluate_clustering
@@ -84,9 +84,11 @@ def _check_flags(args) -> None:
 
 
 def _load(args) -> ImageSet:
-    """The data set of ``--dataset``, ``--path`` and ``--image_size`` (one side, or H W)."""
+    """The data set of ``--dataset``, ``--path`` and ``--image_size`` (one side, or H W). Under torchrun the
+    first process of every node loads it first (downloading, extracting or caching it), then the others."""
     size = args.image_size
-    return load_dataset(args.dataset, args.path, image_size=size[0] if size and len(size) == 1 else size)
+    with first_on_each_node():
+        return load_dataset(args.dataset, args.path, image_size=size[0] if size and len(size) == 1 else size)
 
 
 def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int):

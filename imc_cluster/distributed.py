@@ -20,6 +20,7 @@ the rank, so a run resumed from a checkpoint continues exactly, with any number 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import warnings
@@ -30,9 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["World", "current_world", "device_for", "init_from_environment", "leave", "replicate",
-           "all_reduce_with_grad",
-           "all_gather_with_grad", "TIMEOUT"]
+__all__ = ["World", "current_world", "device_for", "init_from_environment", "leave", "first_on_each_node",
+           "replicate", "all_reduce_with_grad", "all_gather_with_grad", "TIMEOUT"]
 
 #: how long a collective waits for the other ranks before the job fails, rather than hangs, when one of
 #: them died (overridable with the environment variable IMC_CLUSTER_DIST_TIMEOUT, in seconds)
@@ -202,3 +202,19 @@ def all_gather_with_grad(tensor: torch.Tensor, group) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         return torch.stack(functional.all_gather(tensor, group=group))
+
+
+@contextlib.contextmanager
+def first_on_each_node():
+    """Run the block on the first process of every node (``LOCAL_RANK`` 0) before the others, e.g. to
+    download or cache a data set once per node; without a process group, just run it. Every rank waits at
+    one barrier: the first ones after the block, the others before it."""
+    world = current_world()
+    first = world is None or int(os.environ.get("LOCAL_RANK", world.rank)) == 0
+    if not first:
+        dist.barrier(group=world.group)
+    try:
+        yield
+    finally:
+        if first and world is not None:
+            dist.barrier(group=world.group)

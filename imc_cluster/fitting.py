@@ -87,6 +87,8 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
     if est.checkpoint_path is not None and main:
         persistence.check_writable(est.checkpoint_path)
     est.device_ = config.resolve_device(device_for(world, est.device))
+    if world is not None and est.device_.type == "cuda":
+        torch.cuda.set_device(est.device_)  # NCCL's object collectives use the current device
     if not resume:
         _initialize(est, data, world)
     trainer = _trainer(est, world)

@@ -44,11 +44,16 @@ def _all_reduce(tensor: torch.Tensor, group, op=None) -> torch.Tensor:
     return tensor
 
 
-def _global_batch_size(local: int, device: torch.device, group) -> int:
+def _global_batch_size(local: int, like: torch.Tensor, group) -> int | torch.Tensor:
+    """The sum of the batch sizes ``local`` over the group: a tensor on the device and of the dtype of
+    ``like`` with a group, so that the host never waits for the device; ``local`` without."""
     if not _distributed(group):
         return local
-    size = torch.tensor([local], device=device, dtype=torch.long)
-    return int(_all_reduce(size, group).item())
+    return _all_reduce(like.new_tensor(float(local)), group)
+
+
+def _log(value: int | torch.Tensor) -> float | torch.Tensor:
+    return torch.log(value) if isinstance(value, torch.Tensor) else math.log(value)
 
 
 def _logsumexp_over_batch(log_q: torch.Tensor, group) -> torch.Tensor:
@@ -92,13 +97,13 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, n_iterations: int = 3,
     """
     log_q = _wide(scores.detach()) / epsilon
     n_prototypes = log_q.shape[-1]
-    batch = _global_batch_size(log_q.shape[-2], log_q.device, group)
+    log_batch = _log(_global_batch_size(log_q.shape[-2], log_q, group))
     for _ in range(n_iterations):
         # every prototype receives 1/K' of the mass ...
         log_q = log_q.sub_(_logsumexp_over_batch(log_q, group)).sub_(math.log(n_prototypes))
         # ... and every sample 1/B of it
-        log_q = log_q.sub_(torch.logsumexp(log_q, dim=-1, keepdim=True)).sub_(math.log(batch))
-    return log_q.add_(math.log(batch)).exp_()
+        log_q = log_q.sub_(torch.logsumexp(log_q, dim=-1, keepdim=True)).sub_(log_batch)
+    return log_q.add_(log_batch).exp_()
 
 
 def swav_loss(
@@ -225,6 +230,5 @@ def logit_penalty(head_logits: Sequence[torch.Tensor] | torch.Tensor, weight: fl
     excess = F.relu(_wide(_stacked(head_logits)).abs() - threshold).sum(dim=-1)  # (V, B)
     if not _distributed(group):
         return weight * excess.mean()
-    world = dist.get_world_size(group)
-    return weight * excess.sum() * world / (excess.shape[0] * _global_batch_size(excess.shape[1], excess.device,
-                                                                                group))
+    total = _global_batch_size(excess.shape[1], excess, group)
+    return weight * excess.sum() * dist.get_world_size(group) / (excess.shape[0] * total)
