@@ -7,7 +7,7 @@
 3. A :class:`~imc_cluster.training.Trainer` in that state, and :func:`~imc_cluster.training.train_epochs`
    up to ``max_epochs``; after each epoch the evaluation on ``eval_set`` (on BatchNorm statistics
    re-estimated apart from the training's random stream), the ``history_`` record, the checkpoint and the
-   callbacks.
+   callbacks, until ``max_epochs`` or until a callback raises :class:`~imc_cluster.callbacks.StopTraining`.
 4. The BatchNorm statistics of the returned model, evaluation mode, and ``labels_``.
 """
 
@@ -29,6 +29,7 @@ from .inputs import InputEncoder, check_normalization
 from .metrics import evaluate_clustering
 from .networks import ResNetEncoder
 from .batchnorm import recalibrate_batch_norm
+from .callbacks import StopTraining
 from .training import LOSS_TERMS, DivergenceError, Trainer, train_epochs
 
 __all__ = ["fit_or_restore", "fit", "check_params", "logits", "run", "true_labels"]
@@ -66,6 +67,7 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
     resume = bool(est.warm_start) and hasattr(est, "model_")
     if not resume:
         est.inputs_ = InputEncoder(est.image_shape, est.backbone, est.normalization)
+        est.__dict__.pop("feature_names_in_", None)  # of an earlier fit: only a named 2-D X sets them
     data = est.inputs_.encode(X, est) if resume else est.inputs_.fit_encode(X, est)
     if resume:
         _check_architecture(est)
@@ -79,11 +81,12 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
     if est.checkpoint_path is not None:
         persistence.check_writable(est.checkpoint_path)
     est.device_ = config.resolve_device(est.device)
+    config.warn_about_run(est.get_params(), n_samples)
     if not resume:
         _initialize(est, data)
     trainer = _trainer(est)
     values = data_lib.place(data.values, est.device_)
-    with _checkpoint_lock(est.checkpoint_path):
+    with _checkpoint_lock(est.checkpoint_path), _callback_session(est, callbacks):
         _train(est, trainer, values, None if mask is None else mask.to(values.device), evaluation, callbacks)
 
 
@@ -161,7 +164,6 @@ def _initialize(est, data: data_lib.PreparedData) -> None:
     if data.is_image:
         est.inputs_.fit_statistics(data.values)
         est.n_features_in_ = int(np.prod(data.sample_shape))
-        est.__dict__.pop("feature_names_in_", None)  # left by an earlier fit on named features
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
     est.architecture_ = config.architecture(est.get_params(), est.inputs_)
     est.model_ = config.build_network(est.architecture_, seed)
@@ -224,8 +226,11 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
                 head_mask=mask,
                 saved=saved,
                 on_step=_progress(bar, steps) if est.verbose else None,
-                callbacks=[_bound(callback, est) for callback in callbacks],
+                callbacks=[_epoch_callbacks(est, callbacks)],
             )
+        except StopTraining as stop:  # after a complete epoch: the model is finished as after the last one
+            if est.verbose:
+                bar.write(f"IMC-SwAV: stopped after epoch {est.n_iter_}. {stop}".rstrip())
         except DivergenceError:
             if est.n_iter_ > first:  # rolled back to the last good epoch: finish that model
                 est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
@@ -237,9 +242,37 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
         est.save(est.checkpoint_path)
 
 
-def _bound(callback, est):
-    """``callback(est, record)`` as a function of the record."""
-    return lambda record: callback(est, record)
+def _epoch_callbacks(est, callbacks: list):
+    """Every callback on the epoch's record, ``callback(est, record)``, then the first stop one asked for."""
+
+    def run_all(record: dict) -> None:
+        stop = None
+        for callback in callbacks:
+            try:
+                callback(est, record)
+            except StopTraining as request:
+                stop = stop or request
+        if stop is not None:
+            raise stop
+
+    return run_all
+
+
+@contextlib.contextmanager
+def _callback_session(est, callbacks: list):
+    """The callbacks' optional ``on_fit_begin(est)`` before the epochs, and ``on_fit_end(est)`` after them
+    (also when the fit fails)."""
+    for callback in callbacks:
+        getattr(callback, "on_fit_begin", _nothing)(est)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            getattr(callback, "on_fit_end", _nothing)(est)
+
+
+def _nothing(est) -> None:
+    """The hook of a callback that has none."""
 
 
 def _saved_epoch(path) -> tuple[dict, dict]:
