@@ -5,6 +5,8 @@
 >>> labels = est.fit(X).predict(X_new)  # doctest: +SKIP
 """
 
+from .callbacks import EarlyStopping, StopTraining, TensorBoard
+from .config import ConfigurationWarning
 from .estimator import IMCSwAVClustering
 from .folder_prediction import predict_folder
 from .imagefolder import iter_image_batches, load_image_folder
@@ -15,4 +17,5 @@ __version__ = "0.2.0"
 
 __all__ = ["IMCSwAVClustering", "load_image_folder", "iter_image_batches", "predict_folder",
            "cluster_accuracy", "top_k_cluster_accuracy", "evaluate_clustering", "plot_cluster_gallery",
-           "plot_confusion_matrix", "plot_training_curves", "__version__"]
+           "plot_confusion_matrix", "plot_training_curves", "EarlyStopping", "TensorBoard", "StopTraining",
+           "ConfigurationWarning", "__version__"]

@@ -1,27 +1,36 @@
-"""From the estimator's parameters to what training needs: checks, device, views, network and schedule.
+"""From the estimator's parameters to what training needs: checks, warnings, device, views, network and
+schedule.
 
 Each function reads the parameters of an :class:`~imc_cluster.IMCSwAVClustering` (the ``get_params()``
-dict) and validates what ``_parameter_constraints`` cannot express (the contents of tuples, crop sizes
-against the images, the device), so that a bad value is reported before any work starts.
+dict) and validates what :data:`PARAMETER_CONSTRAINTS` cannot express (the contents of tuples, crop sizes
+against the images, the device), so that a bad value is reported before any work starts; settings that
+would waste much of a fit on its data get a :class:`ConfigurationWarning`.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from numbers import Integral, Real
 
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .augmentation import CropGroup, FeatureViews, MultiCropAugmenter
 from .inputs import InputEncoder, check_image_shape, check_normalization
-from .networks import STEM_POOL_MIN_SIDE, IMCSwAVNet, MLPEncoder, ResNetEncoder
+from .networks import RESNET_LAYOUTS, STEM_POOL_MIN_SIDE, IMCSwAVNet, MLPEncoder, ResNetEncoder
 from .training import TrainingConfig
 
 __all__ = [
     "LARGE_CROP_FRACTION",
     "SMALL_CROP_FRACTION",
     "ARCHITECTURE_PARAMS",
+    "PARAMETER_CONSTRAINTS",
+    "ConfigurationWarning",
     "default_crop_size",
     "check_params",
+    "warn_about_run",
     "resolve_device",
     "crop_sizes",
     "augmenter",
@@ -30,7 +39,8 @@ __all__ = [
     "training_config",
 ]
 
-#: default crop sides as fractions of the image side (28/32 and 18/32 on CIFAR, 56/64 and 36/64 on Tiny-ImageNet)
+#: default crop sides as fractions of the image side (28/32 and 18/32 on CIFAR, 56/64 and 36/64 on
+#: Tiny-ImageNet)
 LARGE_CROP_FRACTION = 0.875
 SMALL_CROP_FRACTION = 0.5625
 #: the parameters that shape the network: a warm start must keep them
@@ -42,6 +52,34 @@ ARCHITECTURE_PARAMS = (
     "projection_dim",
     "head_hidden_dim",
 )
+
+#: what scikit-learn checks of every parameter (``IMCSwAVClustering._parameter_constraints``)
+PARAMETER_CONSTRAINTS: dict = {
+    **dict.fromkeys(("n_clusters", "backbone_width", "projection_dim", "head_hidden_dim", "n_large_crops",
+                     "sinkhorn_iterations", "max_epochs"), [Interval(Integral, 1, None, closed="left")]),
+    **dict.fromkeys(("n_small_crops", "warmup_updates", "bn_recalibration_batches"),
+                    [Interval(Integral, 0, None, closed="left")]),
+    **dict.fromkeys(("n_prototypes", "batch_size"), [Interval(Integral, 2, None, closed="left")]),
+    **dict.fromkeys(("large_crop_size", "small_crop_size"),
+                    [Interval(Integral, 1, None, closed="left"), tuple, list, None]),
+    **dict.fromkeys(("large_crop_scale", "small_crop_scale", "color_jitter", "betas", "lr_milestones"),
+                    [tuple, list]),
+    **dict.fromkeys(("image_shape", "normalization"), [tuple, list, None]),
+    **dict.fromkeys(("flip_prob", "color_jitter_prob", "grayscale_prob"),
+                    [Interval(Real, 0, 1, closed="both")]),
+    **dict.fromkeys(("temperature", "sinkhorn_epsilon", "learning_rate", "lr_gamma"),
+                    [Interval(Real, 0, None, closed="neither")]),
+    **dict.fromkeys(("marginal_weight", "logit_penalty", "logit_threshold", "weight_decay"),
+                    [Interval(Real, 0, None, closed="left")]),
+    **dict.fromkeys(("warm_start", "compile", "activation_checkpointing"), ["boolean"]),
+    "backbone": [StrOptions({"auto", "mlp", *RESNET_LAYOUTS})],
+    "checkpoint_path": [str, os.PathLike, None],
+    "device": [str],
+    "precision": [StrOptions({"auto", "bfloat16", "float32"})],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
 
 
 def default_crop_size(fraction: float, height: int, width: int) -> tuple[int, int]:
@@ -103,6 +141,50 @@ def check_params(params: dict) -> None:
     if params["normalization"] is not None:
         check_normalization(params["normalization"])
     resolve_device(params["device"])
+
+
+class ConfigurationWarning(UserWarning):
+    """Parameters that work, but waste much of a fit on its data (see :func:`warn_about_run`)."""
+
+
+def warn_about_run(params: dict, n_samples: int) -> None:
+    """A :class:`ConfigurationWarning`, pointing at the caller of ``fit``, for each setting that wastes a fit
+    on ``n_samples`` samples: a warm-up longer than the whole run, more prototypes than samples, or a batch
+    size that leaves more than a tenth of the samples out of every epoch."""
+    batch = min(params["batch_size"], n_samples)
+    steps, dropped = divmod(n_samples, batch)
+    total = params["max_epochs"] * steps
+    messages = []
+    if params["warmup_updates"] > total:
+        messages.append(
+            f"warmup_updates={params['warmup_updates']} exceeds the updates of the whole run, {total} "
+            f"(max_epochs={params['max_epochs']} x {steps} per epoch of batch_size={batch} on {n_samples} "
+            "samples): the learning rate never reaches learning_rate and the prototypes never train; "
+            "lower warmup_updates."
+        )
+    if params["n_prototypes"] > n_samples:
+        messages.append(
+            f"n_prototypes={params['n_prototypes']} exceeds the {n_samples} samples: the equipartitioned "
+            "Sinkhorn codes leave most prototypes without any sample; use fewer prototypes."
+        )
+    if 10 * dropped > n_samples:
+        better = n_samples // (steps + 1)
+        messages.append(
+            f"batch_size={params['batch_size']} leaves {dropped} of the {n_samples} samples "
+            f"({dropped / n_samples:.0%}) out of every epoch, which has {steps} full batch(es) of {batch}; "
+            f"e.g. batch_size={better} leaves {n_samples % better} out."
+        )
+    for message in messages:
+        warnings.warn(message, ConfigurationWarning, stacklevel=_outside_package())
+
+
+def _outside_package() -> int:
+    """The ``stacklevel``, for a warning issued by the caller, of the first frame outside this package."""
+    package = os.path.dirname(__file__) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def resolve_device(name: str) -> torch.device:

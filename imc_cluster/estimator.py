@@ -8,23 +8,18 @@ generator, the network and the schedule; :mod:`~imc_cluster.training` runs the e
 
 from __future__ import annotations
 
-import os
-from numbers import Integral, Real
-
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import fitting, persistence
+from . import config, fitting, persistence
 from .metrics import cluster_accuracy, information_score
-from .networks import RESNET_LAYOUTS
 
 __all__ = ["IMCSwAVClustering"]
 
 
-class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
+class IMCSwAVClustering(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Deep clustering by IMC-SwAV: SwAV self-labelling plus a mutual-information cluster head.
 
     A ResNet (or, for plain feature vectors, an MLP) encoder is trained with SwAV's swapped prediction
@@ -168,30 +163,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
     >>> labels = est.fit_predict(X)
     """
 
-    _parameter_constraints: dict = {
-        **dict.fromkeys(("n_clusters", "backbone_width", "projection_dim", "head_hidden_dim", "n_large_crops",
-                         "sinkhorn_iterations", "max_epochs"), [Interval(Integral, 1, None, closed="left")]),
-        **dict.fromkeys(("n_small_crops", "warmup_updates", "bn_recalibration_batches"),
-                        [Interval(Integral, 0, None, closed="left")]),
-        **dict.fromkeys(("n_prototypes", "batch_size"), [Interval(Integral, 2, None, closed="left")]),
-        **dict.fromkeys(("large_crop_size", "small_crop_size"),
-                        [Interval(Integral, 1, None, closed="left"), tuple, list, None]),
-        **dict.fromkeys(("large_crop_scale", "small_crop_scale", "color_jitter", "betas", "lr_milestones"),
-                        [tuple, list]),
-        **dict.fromkeys(("image_shape", "normalization"), [tuple, list, None]),
-        **dict.fromkeys(("flip_prob", "color_jitter_prob", "grayscale_prob"), [Interval(Real, 0, 1, closed="both")]),
-        **dict.fromkeys(("temperature", "sinkhorn_epsilon", "learning_rate", "lr_gamma"),
-                        [Interval(Real, 0, None, closed="neither")]),
-        **dict.fromkeys(("marginal_weight", "logit_penalty", "logit_threshold", "weight_decay"),
-                        [Interval(Real, 0, None, closed="left")]),
-        **dict.fromkeys(("warm_start", "compile", "activation_checkpointing"), ["boolean"]),
-        "backbone": [StrOptions({"auto", "mlp", *RESNET_LAYOUTS})],
-        "checkpoint_path": [str, os.PathLike, None],
-        "device": [str],
-        "precision": [StrOptions({"auto", "bfloat16", "float32"})],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-    }
+    _parameter_constraints: dict = config.PARAMETER_CONSTRAINTS
 
     def __init__(
         self, n_clusters: int = 10, *, backbone: str = "auto", image_shape: tuple[int, ...] | None = None,
@@ -272,7 +244,9 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
             changes nothing in the fit: weights and labels are those of a fit without it.
         callbacks : sequence of callable, default=None
             Each is called after every epoch as ``callback(estimator, record)`` with that epoch's
-            ``history_`` record (after the checkpoint is written).
+            ``history_`` record (after the checkpoint is written); one that raises ``StopTraining`` ends the
+            fit, finished as after a last epoch. Optional methods ``on_fit_begin(estimator)`` and
+            ``on_fit_end(estimator)`` run before and after the epochs. See :mod:`imc_cluster.callbacks`.
         head_mask : array-like of bool, shape (n_samples,), default=None
             Samples the cluster head trains on (all by default); the encoder and prototypes learn from
             every sample. For STL-10, the labelled images: as in the published code, each head update then
@@ -282,6 +256,12 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         -------
         self : IMCSwAVClustering
             The fitted estimator.
+
+        Warns
+        -----
+        ConfigurationWarning
+            When ``warmup_updates`` exceeds the run's updates or ``n_prototypes`` the samples, or when a
+            tenth of the samples are left out of every epoch.
 
         Raises
         ------
@@ -341,7 +321,7 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out), float32
-            512-d for ResNet-18/34 at the default width, 2048-d for ResNet-50.
+            512-d for ResNet-18/34 at the default width, 2048-d for ResNet-50 (see ``set_output``).
         """
         return fitting.run(self, self.model_.encoder, self._fitted_values(X)).numpy()
 
@@ -366,6 +346,11 @@ class IMCSwAVClustering(TransformerMixin, ClusterMixin, BaseEstimator):
         if y is not None:
             return cluster_accuracy(fitting.true_labels(y, proba.shape[0], "y"), proba.argmax(axis=1))
         return information_score(proba)
+
+    @property
+    def _n_features_out(self) -> int:
+        """Dimension of the encoder's feature (``get_feature_names_out`` names them)."""
+        return self.model_.encoder.out_features
 
     @property
     def input_shape_(self) -> tuple[int, ...]:

@@ -7,7 +7,7 @@
 3. A :class:`~imc_cluster.training.Trainer` in that state, and :func:`~imc_cluster.training.train_epochs`
    up to ``max_epochs``; after each epoch the evaluation on ``eval_set`` (on BatchNorm statistics
    re-estimated apart from the training's random stream), the ``history_`` record, the checkpoint and the
-   callbacks.
+   callbacks, until ``max_epochs`` or until a callback raises :class:`~imc_cluster.callbacks.StopTraining`.
 4. The BatchNorm statistics of the returned model, evaluation mode, and ``labels_``.
 
 Inside an initialised ``torch.distributed`` process group of several processes (``torchrun``), every rank
@@ -35,6 +35,7 @@ from .inputs import InputEncoder, check_normalization
 from .metrics import evaluate_clustering
 from .networks import ResNetEncoder
 from .batchnorm import recalibrate_batch_norm
+from .callbacks import StopTraining
 from .training import LOSS_TERMS, DivergenceError, Trainer, train_epochs
 
 __all__ = ["fit_or_restore", "fit", "check_params", "logits", "run", "true_labels"]
@@ -72,6 +73,7 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
     resume = bool(est.warm_start) and hasattr(est, "model_")
     if not resume:
         est.inputs_ = InputEncoder(est.image_shape, est.backbone, est.normalization)
+        est.__dict__.pop("feature_names_in_", None)  # of an earlier fit: only a named 2-D X sets them
     data = est.inputs_.encode(X, est) if resume else est.inputs_.fit_encode(X, est)
     if resume:
         _check_architecture(est)
@@ -89,13 +91,14 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
     est.device_ = config.resolve_device(device_for(world, est.device))
     if world is not None and est.device_.type == "cuda":
         torch.cuda.set_device(est.device_)  # NCCL's object collectives use the current device
+    config.warn_about_run(est.get_params(), n_samples)
     if not resume:
         _initialize(est, data, world)
     trainer = _trainer(est, world)
     values = data_lib.place(data.values, est.device_)
-    with _checkpoint_lock(est.checkpoint_path if main else None):
-        _train(est, trainer, values, None if mask is None else mask.to(values.device), evaluation,
-               callbacks if main else [])
+    with _checkpoint_lock(est.checkpoint_path if main else None), \
+            _callback_session(est, callbacks if main else []):
+        _train(est, trainer, values, None if mask is None else mask.to(values.device), evaluation, callbacks)
 
 
 def _check_callbacks(callbacks) -> list:
@@ -172,7 +175,6 @@ def _initialize(est, data: data_lib.PreparedData, world: World | None) -> None:
     if data.is_image:
         est.inputs_.fit_statistics(data.values)
         est.n_features_in_ = int(np.prod(data.sample_shape))
-        est.__dict__.pop("feature_names_in_", None)  # left by an earlier fit on named features
     seed = int(check_random_state(est.random_state).randint(np.iinfo(np.int32).max))
     if world is not None:
         seed = world.broadcast(seed)
@@ -243,8 +245,11 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
                 head_mask=mask,
                 saved=saved,
                 on_step=_progress(bar, steps) if shows else None,
-                callbacks=[_bound(callback, est) for callback in callbacks],
+                callbacks=[_epoch_callbacks(est, callbacks, world)],
             )
+        except StopTraining as stop:  # after a complete epoch: the model is finished as after the last one
+            if est.verbose:
+                bar.write(f"IMC-SwAV: stopped after epoch {est.n_iter_}. {stop}".rstrip())
         except DivergenceError:
             if est.n_iter_ > first:  # rolled back to the last good epoch: finish that model
                 est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
@@ -256,9 +261,40 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
         est.save(est.checkpoint_path)
 
 
-def _bound(callback, est):
-    """``callback(est, record)`` as a function of the record."""
-    return lambda record: callback(est, record)
+def _epoch_callbacks(est, callbacks: list, world: World | None):
+    """Every callback on the epoch's record, ``callback(est, record)``, then the first stop one asked for. In
+    a distributed fit the callbacks run on rank 0, whose stop request every rank then follows."""
+
+    def run_all(record: dict) -> None:
+        stop = None
+        for callback in callbacks if world is None or world.is_main else ():
+            try:
+                callback(est, record)
+            except StopTraining as request:
+                stop = stop or request
+        if world is not None:
+            stop = world.broadcast(stop)
+        if stop is not None:
+            raise stop
+
+    return run_all
+
+
+@contextlib.contextmanager
+def _callback_session(est, callbacks: list):
+    """The callbacks' optional ``on_fit_begin(est)`` before the epochs, and ``on_fit_end(est)`` after them
+    (also when the fit fails)."""
+    for callback in callbacks:
+        getattr(callback, "on_fit_begin", _nothing)(est)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            getattr(callback, "on_fit_end", _nothing)(est)
+
+
+def _nothing(est) -> None:
+    """The hook of a callback that has none."""
 
 
 def _saved_epoch(path) -> tuple[dict, dict]:

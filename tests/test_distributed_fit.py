@@ -15,7 +15,7 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from imc_cluster import IMCSwAVClustering
+from imc_cluster import IMCSwAVClustering, StopTraining
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
@@ -44,17 +44,24 @@ def weights(estimator: IMCSwAVClustering) -> dict[str, np.ndarray]:
     return {name: value.numpy().copy() for name, value in estimator.model_.state_dict().items()}
 
 
+def stop_after_the_first_epoch(estimator, record) -> None:
+    raise StopTraining
+
+
 def fits(rank: int, port: int, folder: str, results) -> None:
-    """On each rank: 2 epochs straight; 1 epoch into a checkpoint, then resumed from it to 2 epochs."""
+    """On each rank: 2 epochs straight; 1 epoch into a checkpoint, then resumed from it to 2 epochs; 3
+    epochs that a callback (which runs on rank 0) stops after the first."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         straight = IMCSwAVClustering(**PARAMS, max_epochs=2, checkpoint_path=f"{folder}/straight.cpt").fit(images())
         IMCSwAVClustering(**PARAMS, max_epochs=1, checkpoint_path=f"{folder}/first.cpt").fit(images())
         resumed = IMCSwAVClustering.load(f"{folder}/first.cpt")
         resumed.set_params(max_epochs=2, warm_start=True, checkpoint_path=None).fit(images())
+        stopped = IMCSwAVClustering(**PARAMS, max_epochs=3).fit(images(), callbacks=[stop_after_the_first_epoch])
         results[rank] = dict(labels=straight.labels_, weights=weights(straight), history=straight.history_,
                              resumed_weights=weights(resumed), resumed_labels=resumed.labels_,
-                             resumed_epochs=resumed.n_iter_)
+                             resumed_epochs=resumed.n_iter_, stopped_epochs=stopped.n_iter_,
+                             stopped_labels=stopped.labels_)
     finally:
         dist.destroy_process_group()
 
@@ -98,6 +105,12 @@ def test_a_resumed_distributed_fit_continues_exactly(ranks):
         np.testing.assert_array_equal(results[rank]["resumed_labels"], results[rank]["labels"])
         for name, value in results[rank]["weights"].items():
             np.testing.assert_array_equal(results[rank]["resumed_weights"][name], value, err_msg=name)
+
+
+def test_a_stop_asked_on_rank_zero_ends_the_fit_on_every_rank(ranks):
+    results, _ = ranks
+    assert results[0]["stopped_epochs"] == results[1]["stopped_epochs"] == 1
+    np.testing.assert_array_equal(results[0]["stopped_labels"], results[1]["stopped_labels"])
 
 
 def test_a_distributed_fit_differs_from_one_process_only_by_its_random_streams(ranks):
