@@ -199,12 +199,8 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
     _make_output_dir(output_dir)
     labelled = train_labels >= 0  # STL-10: the head trains on labelled images only
     eval_set = (test_images, test_labels) if (test_labels >= 0).all() else None
-    log = EpochLog(output_dir, args.epochs, resumed=resumed is not None)
-    try:
-        estimator.fit(train_images, eval_set=eval_set, callbacks=[log],
-                      head_mask=None if labelled.all() or not labelled.any() else labelled)
-    finally:
-        log.close()
+    estimator.fit(train_images, eval_set=eval_set, callbacks=[EpochLog(output_dir, args.epochs)],
+                  head_mask=None if labelled.all() or not labelled.any() else labelled)
     _say(f"checkpoint: {checkpoint}")
     return estimator
 

@@ -12,12 +12,10 @@ import math
 import sys
 from pathlib import Path
 
+from .callbacks import TensorBoard
 from .estimator import IMCSwAVClustering
 
-__all__ = ["EpochLog", "epoch_line", "EVENT_FILES", "check_json_path", "write_json"]
-
-#: the names of TensorBoard's event files (the only files a fresh run removes from the TensorBoard folder)
-EVENT_FILES = "events.out.tfevents.*"
+__all__ = ["EpochLog", "epoch_line", "check_json_path", "write_json"]
 #: the evaluation metrics an epoch line shows, when the record holds them (no labels, no metrics)
 _SCORES = ("acc", "nmi", "ari")
 
@@ -51,8 +49,9 @@ def epoch_line(record: dict, total_epochs: int) -> str:
 
 class EpochLog:
     """The ``callbacks`` entry of ``train``: after every epoch, one printed line, ``history.jsonl`` rewritten
-    from the estimator's ``history_`` (one JSON line per epoch), and TensorBoard scalars when tensorboard is
-    installed.
+    from the estimator's ``history_`` (one JSON line per epoch), and TensorBoard scalars in
+    ``output_dir/tensorboard`` when tensorboard is installed (:class:`~imc_cluster.callbacks.TensorBoard`:
+    a fresh run replaces the older run's curves there, a resumed one continues them).
 
     Nothing in the output folder changes before the first epoch ends, so a run that fails to start leaves
     an older run's files as they were.
@@ -63,48 +62,26 @@ class EpochLog:
         The run's output folder: ``history.jsonl`` and ``tensorboard/`` go there.
     total_epochs : int
         The epoch count of the run, for the printed lines.
-    resumed : bool, default=False
-        Whether the run continues a checkpoint: its TensorBoard curves continue the folder's, with their
-        steps from the first new epoch on hidden; a fresh run removes the folder's event files instead.
     """
 
-    def __init__(self, output_dir: Path, total_epochs: int, resumed: bool = False) -> None:
+    def __init__(self, output_dir: Path, total_epochs: int) -> None:
         self.history = output_dir / "history.jsonl"
-        self.tensorboard = output_dir / "tensorboard"
         self.total = total_epochs
-        self.resumed = resumed
-        self.writer = None
-        self.opened = False  # whether the TensorBoard folder was prepared (after the first epoch)
+        try:
+            self.tensorboard = TensorBoard(output_dir / "tensorboard")
+        except ImportError:  # tensorboard is optional
+            self.tensorboard = None
 
     def __call__(self, estimator: IMCSwAVClustering, record: dict) -> None:
         print(epoch_line(record, self.total), flush=True)
         self.history.write_text("".join(json.dumps(r) + "\n" for r in estimator.history_))
-        if not self.opened:
-            self.writer, self.opened = self._open_writer(first_epoch=record["epoch"]), True
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["epoch"])
-            self.writer.flush()
+        if self.tensorboard is not None:
+            self.tensorboard(estimator, record)
 
-    def close(self) -> None:
-        """Close the TensorBoard writer (if one was opened)."""
-        if self.writer is not None:
-            self.writer.close()
-
-    def _open_writer(self, first_epoch: int):
-        """A SummaryWriter on the TensorBoard folder (None without tensorboard): after removing an older
-        run's event files on a fresh run, or hiding the steps from ``first_epoch`` on when resuming."""
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is optional
-            return None
-        if self.resumed:
-            return SummaryWriter(str(self.tensorboard), purge_step=first_epoch)
-        for old in self.tensorboard.glob(EVENT_FILES):
-            if old.is_file():
-                old.unlink()
-        return SummaryWriter(str(self.tensorboard))
+    def on_fit_end(self, estimator: IMCSwAVClustering) -> None:
+        """Close the TensorBoard event file."""
+        if self.tensorboard is not None:
+            self.tensorboard.on_fit_end(estimator)
 
 
 def check_json_path(path: str | None) -> None:
