@@ -149,9 +149,15 @@ def current_world() -> World | None:
 def device_for(world: World | None, requested: str) -> str:
     """The training device of this rank for the ``device`` parameter ``requested``: under NCCL, "auto"
     and "cuda" mean the GPU of the local rank (``LOCAL_RANK``); under gloo, "auto" means the CPU."""
-    if world is None or requested not in ("auto", "cuda"):
+    if world is None:
         return requested
-    if dist.get_backend(world.group) == "nccl":
+    nccl = dist.get_backend(world.group) == "nccl"
+    if nccl and requested == "cpu":
+        raise ValueError("device='cpu' in an NCCL process group: NCCL runs on GPUs only; train on the CPU in "
+                         "a gloo process group (imc-cluster under torchrun: --dev cpu).")
+    if requested not in ("auto", "cuda"):
+        return requested
+    if nccl:
         return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     return "cpu" if requested == "auto" else requested
 

@@ -80,7 +80,7 @@ def test_train_leaves_out_an_unreadable_file_with_one_warning_line(photos, tmp_p
     status, text, err = run(["train", "--dataset", "folder", "--path", folder, "--image_size", "16",
                              "--n_clusters", CLUSTERS, *TINY, "--output_dir", tmp_path / "run"])
     assert status == 0, err
-    lines = err.splitlines()
+    lines = [line for line in err.splitlines() if "image file" in line]  # not the batch size's warning
     assert len(lines) == 1 and lines[0].startswith("imc-cluster: warning: Skipped 1 image file(s) under ")
     assert "sub/broken.png: Cannot decode the image file" in lines[0]
     assert IMCSwAVClustering.load(tmp_path / "run" / "model.cpt").labels_.shape == (13,)
