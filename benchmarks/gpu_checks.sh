@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, most important first, within a time budget (default 540 s): the CUDA tests,
-# full-configuration CIFAR-10 epochs (eager, then torch.compile), speed.py on the GPU, then the whole test
-# suite on CUDA. Each step is logged to $WORK/<step>.log and cut short when the budget runs out. After every
+# full-configuration CIFAR-10 epochs (eager, then torch.compile), the one-rank NCCL step against the plain
+# one (distributed_gpu.py), speed.py on the GPU, then the whole test suite on CUDA. Each step is logged to $WORK/<step>.log and cut short when the budget runs out. After every
 # step, $OUT receives summary.txt and gpu_checks.tgz (all logs and result tables): two files, whatever the
 # number of results, so that a remote runner that returns few files loses nothing.
 #
@@ -45,6 +45,7 @@ step decode 120 python -c "from imc_cluster.datasets import load_dataset; load_d
 step cuda_tests 150 python -m pytest -q tests/test_cuda.py
 step epochs_eager 150 python benchmarks/epochs.py --data data/cifar10 --epochs 4 --modes eager \
     --output "$WORK/epochs_eager"
+step distributed 90 python benchmarks/distributed_gpu.py --output "$WORK/distributed_gpu"
 step speed 200 python benchmarks/speed.py --device cuda --batch-size 256 --data data/cifar10 \
     --output "$WORK/speed_cuda"
 step epochs_compile 180 python benchmarks/epochs.py --data data/cifar10 --epochs 3 --modes compile \
