@@ -2,8 +2,9 @@
 # Every GPU check in one run, most important first, within a time budget (default 540 s): the CUDA tests,
 # full-configuration CIFAR-10 epochs (eager, then torch.compile), the one-rank NCCL step against the plain
 # one (distributed_gpu.py), speed.py on the GPU, then the whole test suite on CUDA. Each step is logged to
-# $WORK/<step>.log and cut short when the budget runs out. After every step, $OUT receives summary.txt and gpu_checks.tgz (all logs and result tables): two files, whatever the
-# number of results, so that a remote runner that returns few files loses nothing.
+# $WORK/<step>.log and cut short when the budget runs out. After every step, $OUT receives summary.txt and
+# gpu_checks.tgz (all logs and result tables): two files, whatever the number of results, so that a remote
+# runner that returns few files loses nothing.
 #
 #     OUT=runs/gpu BUDGET=540 bash benchmarks/gpu_checks.sh
 #
