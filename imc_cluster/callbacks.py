@@ -130,7 +130,7 @@ class TensorBoard:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as error:
             raise ImportError(
-                "The TensorBoard callback needs the tensorboard package: pip install tensorboard."
+                "The TensorBoard callback needs the tensorboard package: pip install 'imc-cluster[tensorboard]'."
             ) from error
         self._writer_class = SummaryWriter
         self.log_dir, self.purge = os.fspath(log_dir), bool(purge)

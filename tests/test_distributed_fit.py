@@ -147,9 +147,11 @@ def test_torchrun_trains_and_resumes_from_the_command_line(tmp_path):
 def test_a_bad_flag_under_torchrun_ends_every_rank_with_one_line(tmp_path):
     result = torchrun(["train", *TINY_FLAGS, "--epochs", "1", "--dev", "0"], tmp_path)
     assert result.returncode != 0
+    # each rank that gets to report before torchrun stops it (the first failure ends the others) says why
     lines = [line for line in result.stderr.splitlines() if line.startswith("imc-cluster: ")]
-    assert sorted(line[:20] for line in lines) == ["imc-cluster: rank 0:", "imc-cluster: rank 1:"]
-    assert all("under torchrun" in line for line in lines)
+    assert 1 <= len(lines) <= 2 and len({line[:20] for line in lines}) == len(lines)
+    assert all(line[:20] in ("imc-cluster: rank 0:", "imc-cluster: rank 1:") for line in lines)
+    assert all("--dev 0 under torchrun" in line for line in lines)
 
 
 FAILING_RANK = textwrap.dedent("""
