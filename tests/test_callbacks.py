@@ -246,7 +246,7 @@ def test_tensorboard_without_purge_keeps_older_files(tmp_path):
 
 def test_tensorboard_needs_the_tensorboard_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    with pytest.raises(ImportError, match="pip install tensorboard"):
+    with pytest.raises(ImportError, match=r"pip install .imc-cluster\[tensorboard\]."):
         TensorBoard(tmp_path)
 
 
