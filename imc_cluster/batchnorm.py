@@ -149,11 +149,13 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
         count = views.new_full((n_views, self.num_features), views.numel() / (n_views * self.num_features))
         mean = views.sum(dim=dims) / count.clamp_min(1)
         squares = (views - mean.view(n_views, -1, *spatial)).square().sum(dim=dims)
-        counts, means, squares = all_gather_with_grad(torch.stack([count, mean, squares]), self.process_group).unbind(1)
+        gathered = all_gather_with_grad(torch.stack([count, mean, squares]), self.process_group)
+        counts, means, squares = gathered.unbind(1)
         count = counts.sum(dim=0)
         mean = (counts * means).sum(dim=0) / count
         var = (squares.sum(dim=0) + (counts * (means - mean).square()).sum(dim=0)) / count
-        y = (views - mean.view(n_views, -1, *spatial)) * torch.rsqrt(var.view(n_views, -1, *spatial) + self.eps)
+        shape = (n_views, -1, *spatial)
+        y = (views - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.weight is not None:
             y = y * self.weight.view(-1, *spatial) + self.bias.view(-1, *spatial)
         if self.track_running_stats:
@@ -166,8 +168,9 @@ class _ViewBatchNorm(nn.modules.batchnorm._BatchNorm, PerView):
         ``variances`` of shape ``(V, C)``, in view order)."""
         n_views = means.shape[0]
         means, variances = means.to(self.running_mean.dtype), variances.to(self.running_var.dtype)
-        # the buffers through .data: autograd saves them with every training-mode batch_norm call (whose backward
-        # never reads them), so a plain call earlier in the pass (a group of one view) must not see them change
+        # the buffers through .data: autograd saves them with every training-mode batch_norm call (whose
+        # backward never reads them), so a plain call earlier in the pass (a group of one view) must not see
+        # them change
         running_mean, running_var = self.running_mean.data, self.running_var.data
         if self.momentum is None:  # cumulative average over every batch seen, as nn.BatchNorm does
             seen = self.num_batches_tracked.to(means.dtype)
@@ -211,7 +214,7 @@ def synchronized_batch_norm(model: nn.Module, group):
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     plain = [type(m).__name__ for m in norms if not isinstance(m, _ViewBatchNorm)]
     if plain:
-        raise TypeError(f"synchronized_batch_norm needs the ViewBatchNorm layers of imc_cluster, got {plain}.")
+        raise TypeError(f"synchronized_batch_norm needs imc_cluster's ViewBatchNorm layers, got {plain}.")
     for m in norms:
         m.process_group = group
     try:

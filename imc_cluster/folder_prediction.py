@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from .estimator import IMCSwAVClustering
 from .gallery import TypicalImages, gallery_image
-from .imagefiles import ImageFailure
+from .imagefiles import DatasetNotFoundError, ImageFailure
 from .imagefolder import find_image_files, iter_image_batches
 
 __all__ = ["CSV_NAME", "GALLERY_NAME", "SUMMARY_NAME", "CSV_COLUMNS", "FolderPrediction", "predict_folder"]
@@ -131,8 +131,10 @@ def _output_folder(output_dir: str | os.PathLike) -> Path:
 
 def _write_atomic(target: Path, mode: str, write: Callable) -> None:
     """``write(handle)`` into a temporary file beside ``target``, then renamed onto it."""
+    # paths that are not UTF-8 (Linux bytes, read as surrogates) are written back as the same bytes
+    text = {"newline": "", "encoding": "utf-8", "errors": "surrogateescape"} if "b" not in mode else {}
     handle = tempfile.NamedTemporaryFile(mode, dir=target.parent, prefix=target.name, suffix=".tmp",
-                                         delete=False, **({"newline": ""} if "b" not in mode else {}))
+                                         delete=False, **text)
     try:
         with handle:
             write(handle)
@@ -141,6 +143,16 @@ def _write_atomic(target: Path, mode: str, write: Callable) -> None:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _without_outputs(files: list[str], root: Path, folder: Path) -> list[str]:
+    """``files`` (relative to ``root``) less the picture that an earlier prediction wrote into ``folder``,
+    when ``folder`` is inside ``root``: a prediction into its own input folder never reads its output."""
+    picture = (folder / GALLERY_NAME).resolve()
+    kept = [name for name in files if (root / name).resolve() != picture]
+    if not kept:
+        raise DatasetNotFoundError(f"No image files under {root} besides an earlier {picture}.")
+    return kept
 
 
 def _fitted_image_shape(estimator: IMCSwAVClustering) -> tuple[int, int, int]:
@@ -216,7 +228,7 @@ def predict_folder(model: IMCSwAVClustering | str | os.PathLike, path: str | os.
     root = Path(path).expanduser()
     files = find_image_files(root)
     if output_dir is not None:
-        _output_folder(output_dir)
+        files = _without_outputs(files, root, _output_folder(output_dir))
     typical = TypicalImages(estimator.architecture_["n_clusters"], per_cluster)
     columns, paths, failures = [], [], []
     with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .data import pil_to_array
 
@@ -36,7 +36,7 @@ ON_ERROR = ("raise", "skip")
 #: a target image size: one side (square images) or (height, width)
 ImageSize = int | tuple[int, int]
 #: part of every cache key; bump it when the decoding changes
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 #: the most image files per thread-pool task
 _DECODE_CHUNK = 256
 #: decoding threads (the default of ThreadPoolExecutor)
@@ -136,7 +136,8 @@ def decode_file(file: Path, channels: int | None = None, size: tuple[int, int] |
             if size is not None:
                 _draft(image, size)
             image.load()
-            array = pil_to_array(image, rgb=channels == 3)
+            upright = ImageOps.exif_transpose(image)  # as viewers show it (EXIF orientation of photos)
+            array = pil_to_array(upright, rgb=channels == 3)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ValueError(
             f"The image file {file} exceeds PIL's pixel limit, Image.MAX_IMAGE_PIXELS = "
@@ -217,9 +218,11 @@ def decode_images(files: list[Path], channels: int | None = None, size: tuple[in
 def _cache_key(files: list[Path], root: Path, channels: int | None, size: tuple[int, int] | None) -> str:
     """Hash of the decoding settings and the relative path, size and mtime of every file, in order."""
     digest = hashlib.sha256(f"imc_cluster cache {_CACHE_VERSION} channels={channels} size={size}".encode())
+    # file names that are not UTF-8 (Linux bytes) reach Python as surrogates: hashed as their bytes
     for file in files:
         stat = file.stat()
-        digest.update(f"\0{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        entry = f"\0{file.relative_to(root).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        digest.update(entry.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:24]
 
 

@@ -26,8 +26,8 @@ from PIL import Image, ImageFile
 from .imagefiles import (ON_ERROR, DatasetNotFoundError, ImageFailure, ImageSize, cached_decode,
                          check_image_size, decode_images)
 
-__all__ = ["ImageFolderData", "ImageBatch", "SkippedImagesWarning", "image_extensions", "find_image_files", "load_image_folder",
-           "iter_image_batches", "load_folder_splits"]
+__all__ = ["ImageFolderData", "ImageBatch", "SkippedImagesWarning", "image_extensions", "find_image_files",
+           "load_image_folder", "iter_image_batches", "load_folder_splits"]
 
 #: values of the ``labels`` option
 LABEL_RULES = ("auto", "folders", None)
@@ -59,7 +59,8 @@ def find_image_files(path: str | os.PathLike) -> list[str]:
     by their components (strings, not Path objects, so that a list of millions stays small).
 
     Image files are those with the extension of a format PIL decodes (:func:`image_extensions`),
-    case-insensitive. Hidden files and folders (a name starting with ".", such as the cache folder
+    case-insensitive, that are regular files (or links to one: a dangling link, a pipe or a device is left
+    out). Hidden files and folders (a name starting with ".", such as the cache folder
     ``.imc_cluster_cache``) are left out. Symbolic links are followed, each folder read once.
 
     Raises
@@ -79,7 +80,8 @@ def find_image_files(path: str | os.PathLike) -> list[str]:
         if real not in seen:
             prefix = Path(folder).relative_to(root).as_posix() + "/" if Path(folder) != root else ""
             found += [prefix + name for name in names
-                      if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions]
+                      if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
+                      and os.path.isfile(os.path.join(folder, name))]
         seen.add(real)
     if not found:
         raise DatasetNotFoundError(f"No image files under {root}: none has the extension of a format PIL "
@@ -334,7 +336,8 @@ def load_folder_splits(path: Path,
     tree = path / "train" if has_train else path
     files = find_image_files(tree)
     classes = _classes(files, tree, "auto")
-    train = _warn_skipped(_read(tree, files, classes, path, "train" if has_train else "all", size, None, "skip"))
+    split = "train" if has_train else "all"
+    train = _warn_skipped(_read(tree, files, classes, path, split, size, None, "skip"))
     if not has_test:
         return train, train
     test_files = find_image_files(path / "test")

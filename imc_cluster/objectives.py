@@ -1,8 +1,9 @@
 """The three IMC-SwAV objectives: SwAV self-labelling, mutual information for the cluster head, and the
 logit penalty.
 
-All three are computed in float32 (float64 for float64 inputs), whatever autocast is active, so that the exponentials of the
-Sinkhorn-Knopp step and the logarithms of the mutual information stay finite under bf16 training.
+All three are computed in float32 (float64 for float64 inputs), whatever autocast is active, so that the
+exponentials of the Sinkhorn-Knopp step and the logarithms of the mutual information stay finite under bf16
+training.
 Sinkhorn-Knopp runs in the log domain: it is the same iteration as ``Q <- diag(1/r) Q diag(1/c)`` on
 ``exp(u / eps)`` but never forms the exponential, so no score can overflow or underflow to a zero row.
 

@@ -210,7 +210,7 @@ class Trainer:
         (< batch size) is left out and is different every epoch. In a distributed fit, this rank's slices
         of the global batches of one order that every rank draws alike; the augmentation stream of the rank
         is then seeded for the epoch."""
-        batch = min(self.config.batch_size, n_samples)
+        batch = self.batch_size(n_samples)
         kept = self.steps_per_epoch(n_samples) * batch
         if self.world is None:
             order = torch.randperm(n_samples, generator=self.generator, device=self.generator.device)
@@ -222,7 +222,19 @@ class Trainer:
 
     def steps_per_epoch(self, n_samples: int) -> int:
         """Optimiser updates in one epoch over ``n_samples``."""
-        return n_samples // min(self.config.batch_size, n_samples)
+        return n_samples // self.batch_size(n_samples)
+
+    def batch_size(self, n_samples: int) -> int:
+        """The (global) batch of an epoch over ``n_samples``: ``config.batch_size``, capped at the samples
+        (in a distributed fit, at the largest multiple of the ranks that they hold)."""
+        if self.config.batch_size <= n_samples:
+            return self.config.batch_size
+        if self.world is None:
+            return n_samples
+        if n_samples < self.world.size:
+            raise ValueError(f"{n_samples} samples cannot be shared by {self.world.size} processes: every "
+                             "process trains on at least one sample of every batch.")
+        return n_samples - n_samples % self.world.size
 
     def train_epoch(self, data: torch.Tensor, on_step: Callable[[int, torch.Tensor], None] | None = None,
                     head_mask: torch.Tensor | None = None) -> dict[str, float]:
@@ -264,7 +276,7 @@ class Trainer:
         counts = [0] * len(LOSS_TERMS)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         index_batches = self.epoch_batches(data.shape[0], data.device)
-        batch_size = min(self.config.batch_size, data.shape[0])  # the global batch
+        batch_size = self.batch_size(data.shape[0])  # the global batch
         masks = [None] * len(index_batches)
         if head_mask is not None:
             masks = [gather(head_mask, index, device) for index in index_batches]
@@ -322,7 +334,8 @@ class Trainer:
 
 
 def train_epochs(trainer: Trainer, data: torch.Tensor, epochs: int, end_epoch: Callable[[dict], None], *,
-                 head_mask: torch.Tensor | None = None, on_step: Callable[[int, torch.Tensor], None] | None = None,
+                 head_mask: torch.Tensor | None = None,
+                 on_step: Callable[[int, torch.Tensor], None] | None = None,
                  saved: Callable[[], tuple[dict, dict]] | None = None,
                  callbacks: Sequence[Callable[[dict], None]] = ()) -> None:
     """Train ``epochs`` more epochs, with ``end_epoch(record)`` (evaluation, history, checkpoint) and then

@@ -134,3 +134,18 @@ def test_a_global_batch_that_the_ranks_cannot_share_equally_is_refused(batch_siz
 
 def test_one_process_is_not_a_distributed_fit():
     assert current_world() is None  # no process group: the plain single-process training
+
+
+@pytest.mark.parametrize("n_samples, expected", [(65, 64), (64, 64), (33, 32), (3, 2), (2, 2)])
+def test_a_batch_larger_than_the_data_is_capped_at_a_multiple_of_the_ranks(n_samples, expected):
+    """batch_size 1000 over n_samples: the global batch is the most samples the 2 ranks share equally."""
+    run = trainer(World(group=None, rank=0, size=2))
+    run.config = TrainingConfig(batch_size=1000)
+    assert run.batch_size(n_samples) == expected and run.steps_per_epoch(n_samples) == 1
+
+
+def test_fewer_samples_than_ranks_is_refused():
+    run = trainer(World(group=None, rank=0, size=4))
+    run.config = TrainingConfig(batch_size=8)
+    with pytest.raises(ValueError, match="3 samples cannot be shared by 4 processes"):
+        run.batch_size(3)

@@ -5,6 +5,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -360,3 +361,25 @@ def test_progress_bar_only_on_a_terminal(trained, photos, tmp_path, monkeypatch,
                      str(tmp_path / "out"), *flags]) == 0
         err = capsys.readouterr().err
         assert ("13/13" in err) == (terminal and not quiet), err
+
+
+def test_a_prediction_into_its_own_folder_never_reads_its_picture(trained, photos, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    first = predict_folder(trained[0], folder, folder)
+    second = predict_folder(trained[0], folder, folder)  # clusters.png is now in the folder
+    assert first.n_files == second.n_files == 13 and second.paths == first.paths
+    assert "clusters.png" not in second.paths
+
+
+def test_file_names_that_are_not_utf8_go_through_the_csv_as_their_bytes(trained, photos, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    odd = os.fsdecode(b"caf\xe9, \"quoted\".png")  # Latin-1 bytes, a comma and quotes
+    (folder / "photo01.png").rename(folder / odd)
+    prediction = predict_folder(trained[0], folder, tmp_path / "out")
+    assert odd in prediction.paths
+    with open(tmp_path / "out" / "clusters.csv", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["path"] for row in rows] == prediction.paths
+    assert (folder / rows[[row["path"] for row in rows].index(odd)]["path"]).is_file()

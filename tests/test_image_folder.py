@@ -371,3 +371,37 @@ def test_bad_batch_options(tmp_path, options, message):
     _save(tmp_path / "a.png", _noise((4, 4, 3)))
     with pytest.raises(ValueError, match=message):
         next(iter_image_batches(tmp_path, **options))
+
+
+def test_only_regular_files_are_images(tmp_path):
+    """A dangling link and a named pipe with an image's extension are left out (reading a pipe would wait
+    forever); a link to an image file counts."""
+    _save(tmp_path / "a.png", _noise((8, 8, 3)))
+    os.symlink(tmp_path / "a.png", tmp_path / "link.png")
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "dangling.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    assert find_image_files(tmp_path) == ["a.png", "link.png"]
+    data = load_image_folder(tmp_path, on_error="skip")
+    assert data.paths == ["a.png", "link.png"] and not data.failures
+
+
+def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
+    """Orientation 6 (the camera turned 90 degrees clockwise): viewers show the stored 16x32 image as
+    32x16, rotated; so does the loader."""
+    stored = np.zeros((16, 32, 3), np.uint8)
+    stored[:, 16:] = 255  # the right half white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    image = load_image_folder(tmp_path).images[0]
+    assert image.shape == (32, 16, 3)
+    assert image[:14].mean() < 20 and image[18:].mean() > 235  # the white half now at the bottom
+
+
+def test_file_names_that_are_not_utf8_are_read(tmp_path):
+    name = os.fsdecode(b"\xff\xfe photo.png")  # a Linux file name of undecodable bytes
+    _save(tmp_path / name, _noise((8, 8, 3)))
+    _save(tmp_path / "ok.png", _noise((8, 8, 3), seed=1))
+    data = load_dataset("folder", tmp_path)  # through the cache, whose key hashes the names
+    assert data.train_images.shape == (2, 8, 8, 3)
+    assert load_image_folder(tmp_path).paths == sorted([name, "ok.png"], key=lambda path: path.split("/"))
