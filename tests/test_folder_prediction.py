@@ -383,3 +383,12 @@ def test_file_names_that_are_not_utf8_go_through_the_csv_as_their_bytes(trained,
         rows = list(csv.DictReader(handle))
     assert [row["path"] for row in rows] == prediction.paths
     assert (folder / rows[[row["path"] for row in rows].index(odd)]["path"]).is_file()
+
+
+@pytest.mark.parametrize("size, crops", [(("3", "24"), ("3", "2")), (("1", "24"), ("1", "1")),
+                                         (("24", "3"), ("3", "2"))])
+def test_image_sides_of_one_or_three_pixels_are_not_taken_for_channels(photos, tmp_path, size, crops):
+    status, _, err = run(["train", "--dataset", "folder", "--path", photos, "--image_size", *size,
+                          "--n_clusters", CLUSTERS, *TINY, "--size_crops", *crops, "--output_dir", tmp_path])
+    assert status == 0, err
+    assert IMCSwAVClustering.load(tmp_path / "model.cpt").input_shape_ == (3, int(size[0]), int(size[1]))
