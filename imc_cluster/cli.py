@@ -36,7 +36,7 @@ from .cli_output import EpochLog, check_json_path, write_json
 from .cli_parser import PARAM_FLAGS, PRESETS, build_parser, parse_args
 from .config import ARCHITECTURE_PARAMS
 from .datasets import CropSize, ImageSet, load_dataset
-from .distributed import current_world, first_on_each_node, init_from_environment, leave
+from .distributed import current_world, first_on_each_node, init_from_environment, is_main, leave
 from .estimator import IMCSwAVClustering
 from .folder_prediction import FolderPrediction
 from .metrics import evaluate_clustering
@@ -224,8 +224,7 @@ def test(args, data: ImageSet | None = None) -> dict[str, float]:
                                   top_k=5 if data.name == "C100" else None)
     if args.json != "-":
         _say(" ".join(f"{key.upper()} {value:.4f}" for key, value in metrics.items()))
-    world = current_world()
-    if args.json is not None and (world is None or world.is_main):
+    if args.json is not None and is_main(current_world()):
         report = {"checkpoint": str(args.cpt_load_path), "dataset": data.name, "n_images": len(images),
                   "metrics": {key: float(value) for key, value in metrics.items()}}
         write_json(args.json, report)
@@ -234,8 +233,7 @@ def test(args, data: ImageSet | None = None) -> dict[str, float]:
 
 def _say(line: str) -> None:
     """Print ``line`` (on rank 0 only, under torchrun)."""
-    world = current_world()
-    if world is None or world.is_main:
+    if is_main(current_world()):
         print(line, flush=True)
 
 
@@ -306,6 +304,5 @@ def _run(args) -> int:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings of a run as one line ``imc-cluster: warning: <message>`` on stderr (rank 0's alone)."""
-    world = current_world()
-    if world is None or world.is_main:
+    if is_main(current_world()):
         print(f"imc-cluster: warning: {message}", file=sys.stderr, flush=True)

@@ -31,8 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["World", "current_world", "device_for", "init_from_environment", "leave", "first_on_each_node",
-           "replicate", "all_reduce_with_grad", "all_gather_with_grad", "TIMEOUT"]
+__all__ = ["World", "current_world", "is_main", "device_for", "init_from_environment", "leave",
+           "first_on_each_node", "replicate", "all_reduce_with_grad", "all_gather_with_grad", "TIMEOUT"]
 
 #: how long a collective waits for the other ranks before the job fails, rather than hangs, when one of
 #: them died (overridable with the environment variable IMC_CLUSTER_DIST_TIMEOUT, in seconds)
@@ -136,6 +136,11 @@ def _mix(seed: int, epoch: int, stream: int) -> int:
     """A 63-bit seed from a run's seed, an epoch and a stream (a rank, or -1 for the shared order)."""
     value = (seed * 1_000_003 + epoch) * 65_537 + stream + 1
     return value % (2**63 - 1)
+
+
+def is_main(world: World | None) -> bool:
+    """Whether this process writes, prints and runs callbacks: rank 0 of ``world``, or the only process."""
+    return world is None or world.is_main
 
 
 def current_world() -> World | None:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import config, inference, persistence
 from . import data as data_lib
-from .distributed import World, current_world, device_for
+from .distributed import World, current_world, device_for, is_main
 from .inputs import InputEncoder, check_normalization
 from .metrics import evaluate_clustering
 from .networks import ResNetEncoder
@@ -85,7 +85,7 @@ def fit(est, X, eval_set, callbacks, head_mask) -> None:
     evaluation = _eval_set(est, eval_set)
     mask = _head_mask(head_mask, n_samples)
     world = current_world()
-    main = world is None or world.is_main
+    main = is_main(world)
     if est.checkpoint_path is not None and main:
         persistence.check_writable(est.checkpoint_path)
     est.device_ = config.resolve_device(device_for(world, est.device))
@@ -229,7 +229,7 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
     saved = None
     if est.checkpoint_path is not None and world is None:
         saved = lambda: _saved_epoch(est.checkpoint_path)  # noqa: E731
-    shows = bool(est.verbose) and (world is None or world.is_main)
+    shows = bool(est.verbose) and is_main(world)
     with tqdm(total=remaining * steps, disable=not shows, desc="IMC-SwAV", unit="step") as bar:
 
         def end_epoch(record: dict) -> None:
@@ -257,7 +257,7 @@ def _train(est, trainer: Trainer, values: torch.Tensor, mask, evaluation, callba
             raise
     # the last epoch's evaluation already re-estimated the BatchNorm statistics of the returned model
     _finish(est, values, world, recalibrate=evaluation is None or remaining == 0)
-    if est.checkpoint_path is not None and (world is None or world.is_main):
+    if est.checkpoint_path is not None and is_main(world):
         est.save(est.checkpoint_path)
 
 
@@ -267,7 +267,7 @@ def _epoch_callbacks(est, callbacks: list, world: World | None):
 
     def run_all(record: dict) -> None:
         stop = None
-        for callback in callbacks if world is None or world.is_main else ():
+        for callback in callbacks if is_main(world) else ():
             try:
                 callback(est, record)
             except StopTraining as request:
@@ -311,7 +311,7 @@ def _end_epoch(est, trainer: Trainer, values: torch.Tensor, record: dict, evalua
         record.update(evaluate_clustering(evaluation[1], logits(est, evaluation[0]).argmax(dim=1).numpy()))
     est.history_ = [*est.history_, record]  # a new list: a failed warm start puts the old one back
     est.n_iter_, est.training_state_ = trainer.epoch, trainer.state()
-    if est.checkpoint_path is not None and (trainer.world is None or trainer.world.is_main):
+    if est.checkpoint_path is not None and is_main(trainer.world):
         est.save(est.checkpoint_path)
 
 
@@ -327,12 +327,6 @@ def _finish(est, values: torch.Tensor, world: World | None, recalibrate: bool = 
 def _recalibrate(est, values: torch.Tensor, world: World | None) -> None:
     """Re-estimate the BatchNorm statistics; every rank of a distributed fit re-estimates them alike and then
     takes rank 0's (a GPU's reductions need not be bit-reproducible)."""
-    _recalibrate_locally(est, values)
-    if world is not None:
-        world.broadcast_buffers(est.model_)
-
-
-def _recalibrate_locally(est, values: torch.Tensor) -> None:
     recalibrate_batch_norm(
         est.model_,
         values,
@@ -342,6 +336,8 @@ def _recalibrate_locally(est, values: torch.Tensor) -> None:
         seed=est.training_state_["seed"],
         device=est.device_,
     )
+    if world is not None:
+        world.broadcast_buffers(est.model_)
 
 
 def run(est, network, values: torch.Tensor) -> torch.Tensor:
