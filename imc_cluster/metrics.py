@@ -12,7 +12,15 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-__all__ = ["cluster_accuracy", "cluster_mapping", "top_k_cluster_accuracy", "evaluate_clustering", "information_score"]
+from imc_cluster.core.numbers import check_integer
+
+__all__ = [
+    "cluster_accuracy",
+    "cluster_mapping",
+    "top_k_cluster_accuracy",
+    "evaluate_clustering",
+    "information_score",
+]
 
 
 def _as_labels(labels, name: str) -> np.ndarray:
@@ -107,7 +115,8 @@ def top_k_cluster_accuracy(labels_true, proba, k: int = 5) -> float:
     proba = np.asarray(proba)
     if proba.ndim != 2:
         raise ValueError(f"proba must be 2-D (n_samples, n_clusters), got shape {proba.shape}.")
-    if not 1 <= k <= proba.shape[1]:
+    k = check_integer("k", k)
+    if k > proba.shape[1]:
         raise ValueError(f"k must be between 1 and n_clusters={proba.shape[1]}, got {k}.")
     labels_true, labels_pred = _check_pair(labels_true, proba.argmax(axis=1))
     class_to_cluster = {c: cl for cl, c in cluster_mapping(labels_true, labels_pred).items()}

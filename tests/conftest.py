@@ -1,19 +1,89 @@
-"""Shared fixtures: tiny configurations that train in well under a second."""
+"""Shared fixtures: tiny configurations that train in well under a second, the published constants of the
+method, and a tiny model trained on a folder of photos.
+
+Test modules are imported with ``--import-mode=importlib`` (same-named modules live in different folders),
+so nothing here is imported by name: every shared value is a fixture.
+"""
+
+import contextlib
+import dataclasses
+import io
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
+from PIL import Image
 
 from imc_cluster import IMCSwAVClustering
+from imc_cluster.cli.main import main
+from imc_cluster.training.trainer import TrainingConfig
 
 #: a network small enough for CI: 4-channel ResNet-18, 10 prototypes, 16-unit head
-TINY = dict(backbone_width=4, n_prototypes=10, projection_dim=8, head_hidden_dim=16, batch_size=16,
-            max_epochs=2, warmup_updates=2, bn_recalibration_batches=2, random_state=0)
+TINY = dict(
+    backbone_width=4,
+    n_prototypes=10,
+    projection_dim=8,
+    head_hidden_dim=16,
+    batch_size=16,
+    max_epochs=2,
+    warmup_updates=2,
+    bn_recalibration_batches=2,
+    random_state=0,
+)
+
+#: the constants of the published method (docs/method.md), transcribed here once and independently of the
+#: package, by the names of the estimator's parameters: tests compare the package with them and never read
+#: them from the code under test
+PUBLISHED = dict(
+    # the objectives
+    temperature=0.1,
+    sinkhorn_epsilon=0.05,
+    sinkhorn_iterations=3,
+    marginal_weight=4.0,
+    logit_penalty=0.01,
+    logit_threshold=5.0,
+    # the views: 2 large and 4 small crops, flipped, colour-jittered and turned grey at random
+    n_large_crops=2,
+    n_small_crops=4,
+    flip_prob=0.5,
+    color_jitter=(0.4, 0.4, 0.4, 0.1),
+    color_jitter_prob=0.8,
+    grayscale_prob=0.25,
+    # the optimisation: Adam, a linear warm-up, then steps at epoch milestones
+    batch_size=256,
+    learning_rate=5e-4,
+    betas=(0.8, 0.999),
+    weight_decay=1e-5,
+    warmup_updates=500,
+    lr_milestones=(150, 300, 400),
+    lr_gamma=0.4,
+    # the network around the encoder
+    n_prototypes=1000,
+    projection_dim=128,
+    head_hidden_dim=1024,
+)
+
+#: a one-epoch command-line run of a tiny network on a folder of photos
+PHOTOS_RUN = shlex.split(
+    "--epochs 1 --batch_size 8 --prototypes 10 --backbone_width 4 --warmup 1 --project_dim 8 --dev cpu "
+    "--quiet"
+)
+#: the clusters of the model trained on the photos
+PHOTOS_CLUSTERS = 3
 
 
 @pytest.fixture(autouse=True)
 def _two_threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_params() -> dict:
+    """The parameters of a tiny estimator (:data:`TINY`); copy before changing them."""
+    return dict(TINY)
 
 
 @pytest.fixture
@@ -29,3 +99,98 @@ def rgb_images():
     labels = np.repeat(np.arange(3), 8)
     images = rng.integers(0, 80, size=(24, 12, 12, 3)) + 80 * labels[:, None, None, None]
     return images.astype(np.uint8), labels
+
+
+@pytest.fixture(scope="session")
+def spawn(pytestconfig):
+    """``spawn(fn, args, nprocs)``: :func:`torch.multiprocessing.start_processes` with the "spawn" start
+    method. Each process imports the test module of ``fn`` by the name that ``--import-mode=importlib`` gave
+    it (``tests.<folder>.<module>``), so the repository root is on their ``sys.path``."""
+
+    def start(fn, args: tuple, nprocs: int) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.syspath_prepend(str(pytestconfig.rootpath))
+            mp.start_processes(fn, args=args, nprocs=nprocs, start_method="spawn")
+
+    return start
+
+
+# ------------------------------------------------------------------ the published method
+
+
+@pytest.fixture(scope="session")
+def published() -> dict:
+    """The published constants (:data:`PUBLISHED`), by the names of the estimator's parameters."""
+    return dict(PUBLISHED)
+
+
+@pytest.fixture(scope="session")
+def training_settings(published) -> dict:
+    """The published optimisation and objective settings, as keyword arguments of :class:`TrainingConfig`
+    (whose fields are named as the estimator's parameters)."""
+    return {field.name: published[field.name] for field in dataclasses.fields(TrainingConfig)}
+
+
+@pytest.fixture
+def training_config(training_settings):
+    """Factory of :class:`TrainingConfig`: the published settings, with keyword arguments overriding them."""
+    return lambda **overrides: TrainingConfig(**{**training_settings, **overrides})
+
+
+@pytest.fixture
+def published_views(published) -> dict:
+    """The published flip, colour jitter and greyscale settings, as keyword arguments of
+    :class:`~imc_cluster.augmentation.multicrop.MultiCropAugmenter` (named as the estimator's parameters)."""
+    names = ("flip_prob", "color_jitter", "color_jitter_prob", "grayscale_prob")
+    return {name: published[name] for name in names}
+
+
+# ------------------------------------------------------------------ a folder of photos and a model of them
+
+
+def save_image(file: Path, array: np.ndarray) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(file, **({"quality": 95} if file.suffix == ".jpg" else {}))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A flat folder of 13 readable images of mixed sizes around 16x16, PNG and JPEG, dark and bright, one
+    of them grey."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        low = 0 if index % 2 else 170
+        shape = (14 + index % 4 * 2, 16 + index % 3 * 4, 3)
+        save_image(
+            folder / f"photo{index:02d}.{'png' if index % 3 else 'jpg'}",
+            rng.integers(low, low + 86, shape, dtype=np.uint8),
+        )
+    save_image(folder / "grey.png", rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos_model(photos, tmp_path_factory) -> tuple[Path, str]:
+    """The checkpoint of a tiny model of :data:`PHOTOS_CLUSTERS` clusters trained on the unlabelled photos
+    by ``imc-cluster train``, and what ``train`` printed."""
+    out = tmp_path_factory.mktemp("run")
+    argv = [
+        "train",
+        "--dataset",
+        "folder",
+        "--path",
+        photos,
+        "--image_size",
+        "16",
+        "--n_clusters",
+        PHOTOS_CLUSTERS,
+        *PHOTOS_RUN,
+        "--output_dir",
+        out,
+    ]
+    printed, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(err):
+        status = main([str(arg) for arg in argv])
+    assert status == 0, err.getvalue()
+    return out / "model.cpt", printed.getvalue()

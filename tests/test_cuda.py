@@ -7,25 +7,53 @@ import numpy as np
 import pytest
 import torch
 
-from imc_cluster import IMCSwAVClustering, data as data_lib
-from imc_cluster.augmentation import CropGroup, MultiCropAugmenter
-from imc_cluster.networks import IMCSwAVNet, ResNetEncoder
-from imc_cluster.training import Trainer, TrainingConfig
+from imc_cluster import IMCSwAVClustering
+from imc_cluster.augmentation.multicrop import CropGroup, MultiCropAugmenter
+from imc_cluster.data import placement
+from imc_cluster.model.networks import IMCSwAVNet, ResNetEncoder
+from imc_cluster.training.trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def cuda_trainer(batch_size=32):
-    torch.manual_seed(0)
-    model = IMCSwAVNet(ResNetEncoder("resnet18", 3, width=8), 3, n_prototypes=20, projection_dim=8,
-                       head_hidden_dim=16).cuda().to(memory_format=torch.channels_last)
-    augment = MultiCropAugmenter([CropGroup(2, (12, 12), (0.2, 1.0)), CropGroup(4, (8, 8), (0.08, 0.4))],
-                                 (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    return Trainer(model, augment, TrainingConfig(batch_size=batch_size, warmup_updates=1),
-                   torch.Generator("cuda").manual_seed(0), autocast_dtype=torch.bfloat16, channels_last=True)
+@pytest.fixture
+def cuda_trainer(training_config, published_views):
+    """Factory of bf16, channels-last trainers of a narrow ResNet-18 on the GPU, with the published settings
+    (one warm-up update)."""
+
+    def make(batch_size=32):
+        torch.manual_seed(0)
+        model = (
+            IMCSwAVNet(
+                ResNetEncoder("resnet18", 3, width=8),
+                3,
+                n_prototypes=20,
+                projection_dim=8,
+                head_hidden_dim=16,
+            )
+            .cuda()
+            .to(memory_format=torch.channels_last)
+        )
+        augment = MultiCropAugmenter(
+            [CropGroup(2, (12, 12), (0.2, 1.0)), CropGroup(4, (8, 8), (0.08, 0.4))],
+            (0.5, 0.5, 0.5),
+            (0.25, 0.25, 0.25),
+            **published_views,
+        )
+        config = training_config(batch_size=batch_size, warmup_updates=1)
+        return Trainer(
+            model,
+            augment,
+            config,
+            torch.Generator("cuda").manual_seed(0),
+            autocast_dtype=torch.bfloat16,
+            channels_last=True,
+        )
+
+    return make
 
 
-def test_training_step_never_waits_for_the_device():
+def test_training_step_never_waits_for_the_device(cuda_trainer):
     trainer = cuda_trainer()
     data = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, device="cuda")
     index = torch.arange(32, device="cuda")
@@ -49,15 +77,15 @@ def test_fit_on_cuda_uses_bf16_channels_last_and_resident_data(tiny, rgb_images)
     assert conv.is_cuda and conv.is_contiguous(memory_format=torch.channels_last)
     assert np.isfinite([record["loss"] for record in est.history_]).all()
     assert est.predict(images).shape == (24,)
-    placed = data_lib.place(torch.from_numpy(images), torch.device("cuda"))
+    placed = placement.place(torch.from_numpy(images), torch.device("cuda"))
     assert placed.is_cuda
 
 
 def test_pinned_host_data_train_like_resident_data(tiny, rgb_images, monkeypatch):
     images, _ = rgb_images
     resident = tiny(device="cuda").fit(images)
-    monkeypatch.setattr(data_lib, "DEVICE_DATA_SHARE", 0.0)
-    assert data_lib.place(torch.from_numpy(images), torch.device("cuda")).is_pinned()
+    monkeypatch.setattr(placement, "DEVICE_DATA_SHARE", 0.0)
+    assert placement.place(torch.from_numpy(images), torch.device("cuda")).is_pinned()
     pinned = tiny(device="cuda").fit(images)
     for a, b in zip(resident.history_, pinned.history_):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
@@ -66,7 +94,7 @@ def test_pinned_host_data_train_like_resident_data(tiny, rgb_images, monkeypatch
 def test_gather_from_pinned_host_memory():
     values = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8).pin_memory()
     index = torch.randperm(50)[:16]
-    rows = data_lib.gather(values, index, torch.device("cuda"))
+    rows = placement.gather(values, index, torch.device("cuda"))
     assert rows.is_cuda and torch.equal(rows.cpu(), values[index])
 
 
@@ -89,7 +117,7 @@ def test_cuda_model_moves_to_the_cpu(tiny, rgb_images, tmp_path):
     np.testing.assert_allclose(restored.predict_proba(images), on_gpu, atol=0.05)
 
 
-def test_nccl_training_step_of_one_rank_equals_the_plain_step():
+def test_nccl_training_step_of_one_rank_equals_the_plain_step(cuda_trainer):
     """The distributed step (DistributedDataParallel, BatchNorm statistics gathered over the group, the
     objectives' all-reduces) through NCCL with one rank gives the plain step's loss and gradients, in bf16
     on channels-last views."""
@@ -97,13 +125,18 @@ def test_nccl_training_step_of_one_rank_equals_the_plain_step():
 
     import torch.distributed as dist
 
-    from imc_cluster.distributed import World
+    from imc_cluster.training.distributed import World
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
-                            device_id=torch.device("cuda", torch.cuda.current_device()))
+    dist.init_process_group(
+        "nccl",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=0,
+        world_size=1,
+        device_id=torch.device("cuda", torch.cuda.current_device()),
+    )
     try:
         plain, distributed = cuda_trainer(), cuda_trainer()
         distributed.world, distributed.group = World(dist.group.WORLD, 0, 1), dist.group.WORLD

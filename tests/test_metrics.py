@@ -44,11 +44,14 @@ def test_evaluate_clustering_returns_all_metrics():
     assert independent["ari"] == pytest.approx(-0.5)  # hand-computed: index 0, expected 2/3, max 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (([0, 1], [0]), "different lengths"),
-    (([], []), "empty"),
-    (([[0, 1]], [[0, 1]]), "1-D"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([0, 1], [0]), "different lengths"),
+        (([], []), "empty"),
+        (([[0, 1]], [[0, 1]]), "1-D"),
+    ],
+)
 def test_metric_errors(args, message):
     with pytest.raises(ValueError, match=message):
         cluster_accuracy(*args)

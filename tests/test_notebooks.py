@@ -19,8 +19,10 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 #: the CIFAR-10 JPEG copy the CIFAR notebooks read: $IMC_CLUSTER_CIFAR10, else ../shared/data/ beside the
 #: repository (where the notebooks look too)
-CIFAR_ARCHIVE = Path(os.environ.get("IMC_CLUSTER_CIFAR10")
-                     or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz")
+CIFAR_ARCHIVE = Path(
+    os.environ.get("IMC_CLUSTER_CIFAR10")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+)
 #: a notebook whose code names this file needs the archive
 CIFAR_NAME = "cifar10-jpeg.tar.gz"
 
@@ -28,8 +30,13 @@ CIFAR_NAME = "cifar10-jpeg.tar.gz"
 CI_SIZES: dict[str, dict[str, int]] = {
     "quickstart.ipynb": {"EPOCHS": 2},
     "own_images.ipynb": {"N_IMAGES": 24, "EPOCHS": 1, "BACKBONE_WIDTH": 4},
-    "reproduce_table.ipynb": {"TRAIN_PER_CLASS": 3, "TEST_PER_CLASS": 2, "EPOCHS": 1, "BACKBONE_WIDTH": 4,
-                              "WARMUP": 2},
+    "reproduce_table.ipynb": {
+        "TRAIN_PER_CLASS": 3,
+        "TEST_PER_CLASS": 2,
+        "EPOCHS": 1,
+        "BACKBONE_WIDTH": 4,
+        "WARMUP": 2,
+    },
 }
 
 
@@ -49,8 +56,11 @@ def cell_source(cell: dict) -> str:
 
 def parameters_cells(notebook: dict) -> list[int]:
     """Indices of the cells tagged "parameters"."""
-    return [index for index, cell in enumerate(notebook["cells"])
-            if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    return [
+        index
+        for index, cell in enumerate(notebook["cells"])
+        if "parameters" in cell.get("metadata", {}).get("tags", [])
+    ]
 
 
 def shipped_values(source: str) -> dict:
@@ -77,8 +87,10 @@ def ipython_lines(source: str) -> list[str]:
 def _run_cell(name: str, index: int, source: str, namespace: dict) -> None:
     """Run one code cell in ``namespace``; an IPython-only line or an error is a NotebookError."""
     if ipython_lines(source):
-        raise NotebookError(f"{name}, cell {index}: IPython-only line {ipython_lines(source)[0]!r}; use "
-                            "Python (subprocess or the package's functions).")
+        raise NotebookError(
+            f"{name}, cell {index}: IPython-only line {ipython_lines(source)[0]!r}; use "
+            "Python (subprocess or the package's functions)."
+        )
     try:
         exec(compile(source, f"<{name}, cell {index}>", "exec"), namespace)
     except (Exception, SystemExit) as error:
@@ -105,8 +117,9 @@ def run_notebook(path: Path, sizes: dict | None = None) -> dict:
         if sizes and index in marked:
             missing = sorted(set(sizes) - set(shipped_values(cell_source(cell))))
             if missing:
-                raise NotebookError(f"{path.name}: the parameters cell (cell {index}) does not set "
-                                    f"{missing}.")
+                raise NotebookError(
+                    f"{path.name}: the parameters cell (cell {index}) does not set {missing}."
+                )
             namespace.update(sizes)
     return namespace
 
@@ -129,8 +142,9 @@ def agg():
 
 def test_notebooks_are_listed():
     assert NOTEBOOKS, f"no notebook in {NOTEBOOKS_DIR}"
-    assert sorted(CI_SIZES) == [path.name for path in NOTEBOOKS], \
+    assert sorted(CI_SIZES) == [path.name for path in NOTEBOOKS], (
         "every notebook needs CI sizes in CI_SIZES (and only those in notebooks/)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_notebook_id)
@@ -138,8 +152,9 @@ def test_notebook_is_stripped_with_one_parameters_cell(path):
     notebook = read_notebook(path)
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and cell["execution_count"] is None, \
+            assert cell["outputs"] == [] and cell["execution_count"] is None, (
                 f"{path.name}, cell {index}: outputs not stripped"
+            )
             assert not ipython_lines(cell_source(cell)), f"{path.name}, cell {index}: IPython-only line"
         else:
             assert "outputs" not in cell and "execution_count" not in cell, f"{path.name}, cell {index}"
@@ -150,15 +165,18 @@ def test_notebook_is_stripped_with_one_parameters_cell(path):
     shipped = shipped_values(cell_source(cell))
     for name, value in CI_SIZES.get(path.name, {}).items():
         assert name in shipped, f"{path.name}: the parameters cell does not set {name}"
-        assert isinstance(shipped[name], int) and value < shipped[name], \
+        assert isinstance(shipped[name], int) and value < shipped[name], (
             f"{path.name}: CI {name} = {value} is not below the shipped {shipped[name]!r}"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_notebook_id)
 def test_notebook_runs(path, agg, monkeypatch):
     if CIFAR_NAME in path.read_text(encoding="utf-8") and not CIFAR_ARCHIVE.is_file():
-        pytest.skip(f"{path.name} needs the CIFAR-10 JPEG copy, not at {CIFAR_ARCHIVE} "
-                    "(set IMC_CLUSTER_CIFAR10 to its path)")
+        pytest.skip(
+            f"{path.name} needs the CIFAR-10 JPEG copy, not at {CIFAR_ARCHIVE} "
+            "(set IMC_CLUSTER_CIFAR10 to its path)"
+        )
     monkeypatch.setenv("IMC_CLUSTER_CIFAR10", str(CIFAR_ARCHIVE))
     monkeypatch.chdir(NOTEBOOKS_DIR)
     namespace = run_notebook(path, CI_SIZES[path.name])
@@ -169,9 +187,17 @@ def test_notebook_runs(path, agg, monkeypatch):
 # ------------------------------------------------------------------------------ the runner itself
 def _write_notebook(path: Path, *sources: str) -> Path:
     """A notebook of code cells ``sources``, the first one tagged "parameters"."""
-    cells = [{"cell_type": "code", "execution_count": None, "id": f"c{index}", "outputs": [],
-              "source": source, "metadata": {"tags": ["parameters"]} if index == 0 else {}}
-             for index, source in enumerate(sources)]
+    cells = [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": f"c{index}",
+            "outputs": [],
+            "source": source,
+            "metadata": {"tags": ["parameters"]} if index == 0 else {},
+        }
+        for index, source in enumerate(sources)
+    ]
     path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     return path
 

@@ -1,0 +1,356 @@
+"""Checkpoint files: the format, its integrity, atomic writes and safe reads.
+
+A checkpoint is one header line, ``imc-cluster-checkpoint <format> <library version> sha256=<digest>
+bytes=<size>``, followed by a ``torch.save`` archive of plain containers (dicts, lists, str, int, float,
+bool, None) and tensors. Reading checks the size and the SHA-256 digest of the archive first, so a flipped
+bit, a truncation or foreign bytes are reported as corruption; then reads it with
+``torch.load(weights_only=True)``, which never unpickles arbitrary objects, so a crafted file cannot run
+code; then validates the keys and types of each of the six sections (:data:`SECTIONS`: the estimator's
+parameters, the fitted architecture, the input encoder, the other fitted attributes, the network weights
+and the training state), and refuses weights that are not finite. Every write goes to a temporary file in
+the target's folder, is flushed to disk, and then replaces the target in one ``os.replace``: a crash
+mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import pickle
+import struct
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imc_cluster.core.files import atomic_write
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SECTIONS",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "check_writable",
+    "to_cpu",
+    "plain",
+]
+
+#: identifies imc-cluster checkpoints
+FORMAT = "imc-cluster"
+#: layout version of the checkpoint dictionary; bumped when a reader could misread a newer file
+FORMAT_VERSION = 2
+#: first word of a checkpoint's header line
+_MAGIC = "imc-cluster-checkpoint"
+#: the sections of a checkpoint, in the order they are validated
+SECTIONS = ("params", "architecture", "inputs", "fitted", "model", "training")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable, intact imc-cluster checkpoint."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, with a clear message, when ``path``'s folder cannot take a checkpoint."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise ValueError(f"Checkpoint path {path} is a directory; give a file name.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as error:
+        raise ValueError(f"Cannot write checkpoints to {folder}: {error.strerror or error}.") from error
+    return path
+
+
+def save_checkpoint(content: dict, path: str | os.PathLike, library_version: str) -> None:
+    """Write the sections in ``content`` to ``path`` atomically, under the integrity header.
+
+    Parameters
+    ----------
+    content : dict
+        One entry per name of :data:`SECTIONS`: plain containers and tensors only.
+    path : path-like
+        Target file; its folder is created if needed.
+    library_version : str
+        The imc-cluster version that writes the file.
+    """
+    path = check_writable(path)
+    body = io.BytesIO()
+    torch.save(dict(content), body)
+    body = body.getvalue()
+    digest = hashlib.sha256(body).hexdigest()
+    header = f"{_MAGIC} {FORMAT_VERSION} {library_version} sha256={digest} bytes={len(body)}"
+    with atomic_write(path) as handle:
+        handle.write(header.encode("ascii") + b"\n")
+        handle.write(body)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The validated sections of a checkpoint written by :func:`save_checkpoint`, tensors on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    CheckpointError
+        When the file is not an imc-cluster checkpoint, is truncated or corrupt (its digest does not match),
+        holds anything but plain data and tensors, has a section of the wrong keys or types or non-finite
+        weights, or was written in another format than this version reads.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file.")
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}.")
+    raw = path.read_bytes()
+    header, _, body = raw.partition(b"\n")
+    if not header.startswith(_MAGIC.encode("ascii") + b" "):
+        _refuse_foreign(path, raw)
+    fields = header.decode("ascii", errors="replace").split(" ")
+    if len(fields) > 1 and fields[1] != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path} is in checkpoint format {fields[1]!r} (or its header is corrupt); "
+            "this "
+            f"version of imc-cluster reads format {FORMAT_VERSION}."
+        )
+    if len(fields) != 5:
+        raise CheckpointError(f"{path} is truncated or corrupt: its header line is incomplete.")
+    if fields[3] != f"sha256={hashlib.sha256(body).hexdigest()}" or fields[4] != f"bytes={len(body)}":
+        raise CheckpointError(
+            f"{path} is truncated or corrupt: its integrity digest does not match its content."
+        )
+    try:
+        content = _torch_load(io.BytesIO(body))
+        _validate(content)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path} {error}") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} has an invalid section: {error}") from None
+    return content
+
+
+def _torch_load(source):
+    """``torch.load(source, weights_only=True)`` on the CPU; what it cannot read is a CheckpointError."""
+    try:
+        with warnings.catch_warnings():  # torch warns about some foreign files before failing on them
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            "holds objects other than plain data and tensors: refusing to load it."
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        UnicodeDecodeError,
+        zipfile.BadZipFile,
+        struct.error,
+        MemoryError,
+        OverflowError,
+    ) as error:
+        raise CheckpointError(
+            f"is truncated or corrupt: it cannot be read ({type(error).__name__})."
+        ) from None
+
+
+def _refuse_foreign(path: Path, raw: bytes) -> None:
+    """Raise the CheckpointError of a file without our header: a checkpoint of an older format, or not one."""
+    try:
+        record = _torch_load(io.BytesIO(raw))
+    except CheckpointError:
+        record = None
+    if isinstance(record, dict) and record.get("format") == FORMAT:
+        raise CheckpointError(
+            f"{path} was written by imc-cluster {record.get('library_version', '?')} in "
+            f"checkpoint format {record.get('format_version')!r}; this version reads "
+            "format "
+            f"{FORMAT_VERSION}: fit the model again with this version."
+        )
+    raise CheckpointError(f"{path} is not an imc-cluster checkpoint, or its header is corrupt.")
+
+
+def to_cpu(state):
+    """``state`` with every tensor, at any depth, detached and moved to the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {key: to_cpu(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(to_cpu(value) for value in state)
+    return state
+
+
+def plain(value):
+    """A checkpoint-safe form of a parameter or record: numpy values become tensors or Python scalars,
+    tuples lists, path-likes strings."""
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.dtype.kind in "OUS" else torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _expect(value, kinds, where: str):
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+        names = " or ".join(k.__name__ for k in _as_tuple(kinds))
+        raise TypeError(f"{where} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _as_tuple(kinds) -> tuple:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _keys(section: dict, where: str, required: set[str], optional: frozenset[str] = frozenset()) -> None:
+    _expect(section, dict, where)
+    missing, unknown = required - set(section), set(section) - required - optional
+    if missing or unknown:
+        raise KeyError(f"{where} lacks {sorted(missing)} or has unknown {sorted(unknown)}")
+
+
+def _numbers(value, where: str, length: int | None = None) -> None:
+    _expect(value, list, where)
+    if length is not None and len(value) != length:
+        raise ValueError(f"{where} must hold {length} numbers, got {len(value)}")
+    for item in value:
+        if not math.isfinite(_expect(item, (int, float), where)):
+            raise ValueError(f"{where} holds a non-finite number")
+
+
+def _finite_tensor(value, where: str, dims: int | None = None) -> None:
+    _expect(value, torch.Tensor, where)
+    if dims is not None and value.dim() != dims:
+        raise ValueError(f"{where} must be a {dims}-D tensor, got shape {tuple(value.shape)}")
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{where} holds NaN or infinite values")
+
+
+_ARCHITECTURE = {
+    "backbone": str,
+    "in_size": int,
+    "width": int,
+    "stem_pool": bool,
+    "n_clusters": int,
+    "n_prototypes": int,
+    "projection_dim": int,
+    "head_hidden_dim": int,
+}
+_FITTED = {"n_features_in_": int, "n_iter_": int, "history_": list}
+_FITTED_OPTIONAL = {"labels_": torch.Tensor, "feature_names_in_": list}
+_TRAINING = {
+    "optimizer": dict,
+    "updates": int,
+    "epoch": int,
+    "config": dict,
+    "generator": torch.Tensor,
+    "generator_device": str,
+    "seed": int,
+}
+
+
+def _validate(content: dict) -> None:
+    _keys(content, "the checkpoint", set(SECTIONS))
+    params = _expect(content["params"], dict, "params")
+    for key in params:
+        _expect(key, str, "a parameter name")
+    _keys(content["architecture"], "architecture", set(_ARCHITECTURE))
+    for key, kind in _ARCHITECTURE.items():
+        _expect(content["architecture"][key], kind, f"architecture[{key!r}]")
+    _validate_inputs(content["inputs"])
+    _validate_fitted(content["fitted"])
+    model = _expect(content["model"], dict, "model")
+    for name, tensor in model.items():
+        _finite_tensor(tensor, f"model weight {_expect(name, str, 'a weight name')!r}")
+    _keys(content["training"], "training", set(_TRAINING))
+    for key, kind in _TRAINING.items():
+        _expect(content["training"][key], kind, f"training[{key!r}]")
+    _keys(content["training"]["optimizer"], "training['optimizer']", {"state", "param_groups"})
+    if min(content["training"]["updates"], content["training"]["epoch"]) < 0:
+        raise ValueError("training['updates'] and training['epoch'] must not be negative")
+    shape, size = content["inputs"]["sample_shape"], content["fitted"]["n_features_in_"]
+    if size != math.prod(shape):
+        raise ValueError(f"fitted['n_features_in_'] = {size} does not match inputs['sample_shape'] = {shape}")
+
+
+def _validate_inputs(inputs: dict) -> None:
+    names = {
+        "image_shape",
+        "backbone",
+        "is_image",
+        "sample_shape",
+        "pixel_range",
+        "pixel_mean",
+        "pixel_std",
+        "feature_mean",
+        "feature_scale",
+    }
+    _keys(inputs, "inputs", names)
+    _expect(inputs["backbone"], str, "inputs['backbone']")
+    if inputs["image_shape"] is not None:
+        _numbers(inputs["image_shape"], "inputs['image_shape']")
+    image = _expect(inputs["is_image"], bool, "inputs['is_image']")
+    shape = _expect(inputs["sample_shape"], list, "inputs['sample_shape']")
+    if len(shape) != (3 if image else 1) or not all(isinstance(s, int) and s >= 1 for s in shape):
+        raise ValueError(f"inputs['sample_shape'] is not the shape of one {'image' if image else 'vector'}")
+    unused = ("feature_mean", "feature_scale") if image else ("pixel_range", "pixel_mean", "pixel_std")
+    if any(inputs[key] is not None for key in unused):
+        raise ValueError(f"inputs hold {' and '.join(unused)} of the other kind of input")
+    if image:
+        _numbers(inputs["pixel_range"], "inputs['pixel_range']", 2)
+        if inputs["pixel_range"][0] >= inputs["pixel_range"][1]:
+            raise ValueError("inputs['pixel_range'] must be an increasing pair")
+        for key in ("pixel_mean", "pixel_std"):
+            _numbers(inputs[key], f"inputs[{key!r}]", shape[0])
+        if min(inputs["pixel_std"]) <= 0:
+            raise ValueError("inputs['pixel_std'] must be positive")
+    else:
+        for key in ("feature_mean", "feature_scale"):
+            _finite_tensor(inputs[key], f"inputs[{key!r}]", dims=1)
+            if inputs[key].shape[0] != shape[0]:
+                raise ValueError(
+                    f"inputs[{key!r}] has {inputs[key].shape[0]} entries for {shape[0]} features"
+                )
+
+
+def _validate_fitted(fitted: dict) -> None:
+    _keys(fitted, "fitted", set(_FITTED), frozenset(_FITTED_OPTIONAL))
+    for key, kind in {**_FITTED, **_FITTED_OPTIONAL}.items():
+        if key in fitted:
+            _expect(fitted[key], kind, f"fitted[{key!r}]")
+    if fitted["n_features_in_"] < 1 or fitted["n_iter_"] < 0:
+        raise ValueError("fitted['n_features_in_'] must be positive and fitted['n_iter_'] not negative")
+    for record in fitted["history_"]:
+        for key, value in _expect(record, dict, "a history_ record").items():
+            _expect(key, str, "a history_ key")
+            _expect(value, (int, float), f"history_[{key!r}]")
+    if "labels_" in fitted and (fitted["labels_"].dtype != torch.int64 or fitted["labels_"].dim() != 1):
+        raise ValueError("fitted['labels_'] must be a 1-D int64 tensor")
+    for name in fitted.get("feature_names_in_", []):
+        _expect(name, str, "a feature name")

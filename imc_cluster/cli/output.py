@@ -1,0 +1,133 @@
+"""What the ``imc-cluster`` commands write besides checkpoints: ``train``'s report after every epoch (a
+printed line, ``history.jsonl`` and TensorBoard scalars in the output folder) and ``test``'s JSON report.
+
+A fresh run replaces an older run's history and TensorBoard event files in its output folder; a resumed
+run continues them from its checkpoint's epoch, hiding the older run's steps after it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from imc_cluster.core.files import atomic_write
+from imc_cluster.estimator.callbacks import TensorBoard
+from imc_cluster.estimator.estimator import IMCSwAVClustering
+
+__all__ = ["EpochLog", "epoch_line", "check_json_path", "write_json"]
+#: the evaluation metrics an epoch line shows, when the record holds them (no labels, no metrics)
+_SCORES = ("acc", "nmi", "ari")
+
+
+def epoch_line(record: dict, total_epochs: int) -> str:
+    """The printed line of one epoch's record.
+
+    Parameters
+    ----------
+    record : dict
+        An entry of ``IMCSwAVClustering.history_``: losses, ``lr``, ``seconds``, ``images_per_second`` and
+        the evaluation metrics (absent or NaN without labels, which leaves them out of the line).
+    total_epochs : int
+        The epoch count of the run.
+
+    Returns
+    -------
+    str
+        ``epoch E/N | loss ... swav ... mi ... reg ... | lr ... | test ACC ... NMI ... ARI ... | s, img/s``.
+    """
+    parts = [
+        f"epoch {record['epoch']}/{total_epochs}",
+        " ".join(f"{key} {record[key]:.4f}" for key in ("loss", "swav", "mi", "reg")),
+        f"lr {record['lr']:.3g}",
+    ]
+    scores = [
+        f"{key.upper()} {record[key]:.4f}"
+        for key in _SCORES
+        if isinstance(record.get(key), float) and math.isfinite(record[key])
+    ]
+    if scores:
+        parts.append("test " + " ".join(scores))
+    parts.append(f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s")
+    return " | ".join(parts)
+
+
+class EpochLog:
+    """The ``callbacks`` entry of ``train``: after every epoch, one printed line, ``history.jsonl`` rewritten
+    from the estimator's ``history_`` (one JSON line per epoch), and TensorBoard scalars in
+    ``output_dir/tensorboard`` when tensorboard is installed
+    (:class:`~imc_cluster.estimator.callbacks.TensorBoard`: a fresh run replaces the older run's curves there,
+    a resumed one continues them).
+
+    Nothing in the output folder changes before the first epoch ends, so a run that fails to start leaves
+    an older run's files as they were.
+
+    Parameters
+    ----------
+    output_dir : Path
+        The run's output folder: ``history.jsonl`` and ``tensorboard/`` go there.
+    total_epochs : int
+        The epoch count of the run, for the printed lines.
+    """
+
+    def __init__(self, output_dir: Path, total_epochs: int) -> None:
+        self.history = output_dir / "history.jsonl"
+        self.total = total_epochs
+        try:
+            self.tensorboard = TensorBoard(output_dir / "tensorboard")
+        except ImportError:  # tensorboard is optional
+            self.tensorboard = None
+
+    def __call__(self, estimator: IMCSwAVClustering, record: dict) -> None:
+        print(epoch_line(record, self.total), flush=True)
+        with atomic_write(self.history, "w") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in estimator.history_)
+        if self.tensorboard is not None:
+            self.tensorboard(estimator, record)
+
+    def on_fit_end(self, estimator: IMCSwAVClustering) -> None:
+        """Close the TensorBoard event file."""
+        if self.tensorboard is not None:
+            self.tensorboard.on_fit_end(estimator)
+
+
+def check_json_path(path: str | None) -> None:
+    """Refuse a ``--json`` file that cannot be written, before the work whose report it would hold.
+
+    Parameters
+    ----------
+    path : str or None
+        The ``--json`` value; None (no report) and ``-`` (stdout) always pass.
+
+    Raises
+    ------
+    OSError
+        When ``path`` is a folder or its folder does not exist; the message names the flag.
+    """
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise OSError(f"Cannot write --json {path}: it is a directory.")
+    if not target.parent.is_dir():
+        raise OSError(f"Cannot write --json {path}: the folder {target.parent} does not exist.")
+
+
+def write_json(path: str, report: dict) -> None:
+    """Write ``report`` as indented JSON to the ``--json`` file ``path``, or to stdout for ``-``.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written; the message names the flag.
+    """
+    text = json.dumps(report, indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        with atomic_write(path, "w") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise OSError(f"Cannot write --json {path}: {error.strerror or error}.") from error

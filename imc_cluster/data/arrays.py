@@ -1,0 +1,375 @@
+"""Input handling: every accepted form of ``X`` becomes one compact tensor.
+
+Images become ``uint8`` tensors ``(N, C, H, W)``: uint8 arrays as they are, float arrays quantised to 256
+levels over their pixel range, torch Datasets decoded once. Plain feature vectors become float32 tensors
+``(N, F)``. Nothing here makes a float copy of an image set; the training loop converts one batch at a time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_array
+
+from imc_cluster.data.placement import batches
+
+__all__ = [
+    "PreparedData",
+    "is_dataset",
+    "ndim",
+    "as_array_like",
+    "resolve_image_shape",
+    "images_from_array",
+    "images_from_dataset",
+    "pixel_range",
+    "to_uint8",
+    "as_tensor",
+    "channel_statistics",
+    "pil_to_array",
+    "true_labels",
+]
+
+_VALID_CHANNELS = (1, 3)
+#: PIL modes read as one grey channel (black-and-white, grey, grey with alpha); every other mode as RGB
+_GREY_MODES = ("1", "L", "LA")
+
+
+@dataclass
+class PreparedData:
+    """Data ready for the networks.
+
+    Attributes
+    ----------
+    values : Tensor
+        ``uint8 (N, C, H, W)`` images (possibly a channels-last view of the caller's array) or
+        ``float32 (N, F)`` vectors, on the CPU. Never written to.
+    is_image : bool
+        Whether ``values`` holds images.
+    """
+
+    values: torch.Tensor
+    is_image: bool
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: ``(C, H, W)`` or ``(F,)``."""
+        return tuple(self.values.shape[1:])
+
+
+def is_dataset(X) -> bool:
+    """Whether ``X`` is a torch Dataset, map-style or iterable."""
+    return isinstance(X, torch.utils.data.Dataset)
+
+
+def ndim(X) -> int:
+    """Dimensions of array-like ``X`` without converting arrays; 2 when numpy cannot tell (ragged lists),
+    leaving the error to input validation."""
+    if hasattr(X, "ndim"):
+        return int(X.ndim)
+    try:
+        return np.asarray(X).ndim
+    except ValueError:
+        return 2
+
+
+def as_array_like(X):
+    """``X`` with torch containers opened: a tensor as a numpy array (detached from autograd, on the CPU), a
+    DataLoader as the array of its batches' inputs (targets dropped); anything else as it is."""
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError(
+            "X is a masked array: its mask would be ignored; pass the valid samples as a plain array."
+        )
+    if isinstance(X, torch.Tensor):
+        if X.device.type == "meta":
+            raise TypeError("X is a tensor on the 'meta' device, which holds no values.")
+        X = X.detach().cpu()
+        return (X.float() if X.dtype in (torch.bfloat16, torch.float16) else X).numpy()
+    if isinstance(X, torch.utils.data.DataLoader):
+        batches = [batch[0] if isinstance(batch, (tuple, list)) else batch for batch in X]
+        if not batches:
+            raise ValueError("The DataLoader yields no batch.")
+        if not all(isinstance(batch, torch.Tensor) for batch in batches):
+            raise TypeError(
+                "DataLoader batches must be tensors or (tensor, target) pairs, got "
+                f"{type(batches[0]).__name__}."
+            )
+        return torch.cat([batch.detach().cpu() for batch in batches]).numpy()
+    return X
+
+
+def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int]:
+    """Turn the ``image_shape`` parameter into ``(H, W, C)`` for rows of ``n_features`` values.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W)`` for grey images or ``(H, W, C)``; one entry may be -1 and is then inferred, as in
+        :func:`numpy.reshape`. Rows are the C-order flattening of ``(H, W, C)`` images.
+    n_features : int
+        Number of values per row.
+
+    Returns
+    -------
+    shape : tuple of int
+        ``(H, W, C)``.
+    """
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3:
+        raise ValueError(
+            f"image_shape must be (height, width) or (height, width, channels), got {image_shape}."
+        )
+    if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+        raise ValueError(f"image_shape entries must be positive, with at most one -1, got {image_shape}.")
+    known = int(np.prod([s for s in shape if s != -1]))
+    if -1 in shape:
+        if n_features % known:
+            raise ValueError(f"image_shape {image_shape} does not divide the {n_features} features of X.")
+        shape = tuple(n_features // known if s == -1 else s for s in shape)
+    if int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"image_shape {image_shape} holds {int(np.prod(shape))} values, but X has {n_features} features."
+        )
+    if shape[2] not in _VALID_CHANNELS:
+        raise ValueError(f"Images must have 1 or 3 channels, image_shape {image_shape} gives {shape[2]}.")
+    return shape
+
+
+def _channels_first(array: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) or (N, C, H, W) -> (N, C, H, W); channels-last when the last axis has 1 or 3 entries
+    and the second does not."""
+    if array.shape[-1] in _VALID_CHANNELS and array.shape[1] not in _VALID_CHANNELS:
+        return array.transpose(0, 3, 1, 2)
+    if array.shape[1] in _VALID_CHANNELS:
+        return array
+    raise ValueError(
+        f"Cannot find the channel axis of images shaped {array.shape[1:]}: images must have 1 or 3 channels, "
+        "as (N, H, W, C) or (N, C, H, W)."
+    )
+
+
+#: value ranges that the dtype itself states
+_DTYPE_RANGES = {
+    np.dtype(np.uint8): (0.0, 255.0),
+    np.dtype(np.uint16): (0.0, 65535.0),
+    np.dtype(bool): (0.0, 1.0),
+}
+#: ranges of a known meaning: the dtype ranges, and [0, 1] floats
+NOMINAL_RANGES = (*_DTYPE_RANGES.values(), (0.0, 1.0))
+
+
+def pixel_range(array: np.ndarray, fitted: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The value range of image ``array`` that maps onto [0, 255].
+
+    The form of the values decides where it can: uint8 [0, 255], uint16 [0, 65535], bool [0, 1], and floats
+    within [0, 1] are [0, 1] (``ToTensor``), so that the same pixels in any of these forms give the same
+    uint8 images. Other values (floats beyond [0, 1], other integer types) take ``fitted``, the range of
+    the training images, when given; at fit, integers take 8 or 16 bits, whichever holds them, and floats
+    their own minimum and maximum. Training floats with a range of their own keep it for every later float.
+    """
+    dtype = np.dtype(array.dtype.newbyteorder("="))
+    if dtype in _DTYPE_RANGES:
+        return _DTYPE_RANGES[dtype]
+    if fitted is not None and tuple(fitted) not in NOMINAL_RANGES:
+        return tuple(fitted)
+    low, high = float(array.min()), float(array.max())
+    if array.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if fitted is not None:
+        return tuple(fitted)
+    if array.dtype.kind in "iu" and low >= 0 and high <= 65535:
+        return (0.0, 255.0) if high <= 255 else (0.0, 65535.0)
+    return low, high if high > low else low + 1.0
+
+
+def to_uint8(array: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Quantise images to uint8 over ``value_range``.
+
+    Values outside a range of known meaning (:data:`NOMINAL_RANGES`) are an error, since they say the
+    images are on another scale; beyond a range learned from training data they are clipped.
+    """
+    if array.dtype == np.uint8 and value_range == (0.0, 255.0):
+        return array
+    low, high = value_range
+    if tuple(value_range) in NOMINAL_RANGES and array.size and (array.min() < low or array.max() > high):
+        raise ValueError(
+            f"The images hold values in [{float(array.min()):g}, {float(array.max()):g}], outside "
+            f"the range [{low:g}, {high:g}] of the estimator's training images; pass them on that "
+            "scale."
+        )
+    scaled = (np.asarray(array, dtype=np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    """A tensor over the memory of ``images``, without a copy where the strides allow it.
+
+    Channels-last ``(N, H, W, C)`` input, seen as ``(N, C, H, W)`` through a transposed view, stays a
+    channels-last view: preparing a data set never doubles its memory. Only negative or unaligned strides
+    are copied. The tensor is only ever read, so read-only arrays (memory maps) are shared too.
+    """
+    if any(stride < 0 or stride % images.itemsize for stride in images.strides):
+        images = np.ascontiguousarray(images)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(images)
+
+
+def images_from_array(array: np.ndarray, image_shape) -> np.ndarray:
+    """Images (N, C, H, W) from a validated 2-D, 3-D or 4-D array, still in the input's dtype."""
+    if array.ndim == 2:
+        height, width, channels = resolve_image_shape(image_shape, array.shape[1])
+        return array.reshape(-1, height, width, channels).transpose(0, 3, 1, 2)
+    if array.ndim == 3:
+        return array[:, None]
+    if array.ndim == 4:
+        return _channels_first(array)
+    raise ValueError(f"Expected 2-D, 3-D or 4-D image data, got an array with {array.ndim} dimensions.")
+
+
+#: PIL modes of grey images wider than 8 bits (16-bit, 32-bit integer, float), which a conversion to 8 bits
+#: by PIL would clip at 255
+_WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+
+
+def pil_to_array(image, rgb: bool = False) -> np.ndarray:
+    """A PIL image as a uint8 ``(H, W, 1)`` grey array (modes "1", "L" and "LA", unless ``rgb``) or an
+    ``(H, W, 3)`` RGB array (every other mode; alpha is dropped). Image files and the PIL images of a
+    torch Dataset are read by this one rule.
+
+    Grey images wider than 8 bits (modes "I;16*", "I", "F") are scaled by :func:`_wide_range`, never
+    clipped at 255; their non-finite values become the ends of that range.
+    """
+    if image.mode in _WIDE_MODES:
+        values = np.asarray(image)
+        low, high = _wide_range(values)
+        values = np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low)
+        grey = np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)[..., None]
+        return np.repeat(grey, 3, axis=2) if rgb else grey
+    grey = not rgb and image.mode in _GREY_MODES
+    mode = "L" if grey else "RGB"
+    array = np.asarray(image if image.mode == mode else image.convert(mode))
+    return array[..., None] if grey else array
+
+
+def _wide_range(array: np.ndarray) -> tuple[float, float]:
+    """The value range of a grey image wider than 8 bits that maps onto 0..255: 0..65535 for integers
+    within it (16-bit images, and PIL's 32-bit mode "I" holding them), [0, 1] for floats within it, else
+    the image's own finite minimum and maximum (one more than the minimum for a constant image)."""
+    finite = array[np.isfinite(array)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    nominal = (0.0, 65535.0) if array.dtype.kind in "iu" else (0.0, 1.0)
+    if nominal[0] <= low and high <= nominal[1]:
+        return nominal
+    return low, high if high > low else low + 1.0
+
+
+def _pil_or_tensor_to_array(item) -> np.ndarray:
+    """One Dataset image (PIL image, tensor or array) as an (H, W, C) or (C, H, W) array."""
+    if isinstance(item, torch.Tensor):
+        return item.detach().cpu().numpy()
+    if hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
+        return pil_to_array(item)
+    if isinstance(item, np.ndarray):
+        return item
+    raise TypeError(f"Dataset items must be PIL images, tensors or arrays, got {type(item).__name__}.")
+
+
+def images_from_dataset(dataset) -> np.ndarray:
+    """Decode a torch Dataset (map-style or iterable) of images or (image, target) pairs, once; targets are
+    ignored.
+
+    Grey and RGB images may be mixed, as in image folders: the grey ones are then repeated over three
+    channels. Items of different dtypes are each brought to uint8 by their own range (:func:`pixel_range`).
+
+    Returns
+    -------
+    images : ndarray (N, C, H, W)
+        In the items' own dtype when they share one (uint8 for PIL images).
+    """
+    items = (
+        iter(dataset)
+        if isinstance(dataset, torch.utils.data.IterableDataset)
+        else (dataset[index] for index in range(len(dataset)))
+    )
+    images = []
+    for index, item in enumerate(items):
+        if isinstance(item, (tuple, list)):
+            item = item[0]
+        array = _pil_or_tensor_to_array(item)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise ValueError(f"Dataset item {index} is not an image: shape {array.shape}.")
+        images.append(array)
+    if not images:
+        raise ValueError("The dataset is empty.")
+    if len({a.dtype for a in images}) > 1:
+        images = [to_uint8(a, pixel_range(a)) for a in images]
+    images = _grey_to_rgb_where_mixed(images)
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Dataset images differ in shape ({sorted(shapes)[:3]}...); resize them to one size."
+        )
+    return _channels_first(np.stack(images))
+
+
+def _grey_to_rgb_where_mixed(images: list[np.ndarray]) -> list[np.ndarray]:
+    """Repeat grey images over three channels when the others are RGB: the shapes differ only in a first
+    or last axis of 1 and 3 (channels-first or channels-last); any other mix is left to the caller."""
+    shapes = {a.shape for a in images}
+    if len(shapes) != 2:
+        return images
+    first, second = shapes
+    axes = [axis for axis in range(3) if first[axis] != second[axis]]
+    if len(axes) != 1 or axes[0] == 1 or {first[axes[0]], second[axes[0]]} != set(_VALID_CHANNELS):
+        return images
+    axis = axes[0]
+    return [np.repeat(a, 3, axis=axis) if a.shape[axis] == 1 else a for a in images]
+
+
+def check_images(images: np.ndarray) -> np.ndarray:
+    """Reject images with non-finite values (as check_array does for 2-D data)."""
+    return check_array(images, allow_nd=True, ensure_all_finite=True, dtype=None, ensure_min_features=1)
+
+
+#: pixels per chunk of the channel statistics' histograms
+_STATISTICS_CHUNK_PIXELS = 1 << 22
+
+
+def channel_statistics(images: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 ``(N, C, H, W)`` images in [0, 1] units.
+
+    Computed from exact per-channel histograms, counted a chunk of images at a time, so no float copy of
+    the images is ever made (any memory layout works, channels-last views included). The std is at
+    least 1e-3, so that normalising a constant channel stays finite.
+    """
+    n_images, channels, height, width = images.shape
+    counts = torch.zeros(channels, 256, dtype=torch.float64)
+    step = max(1, _STATISTICS_CHUNK_PIXELS // (height * width))
+    for part in batches(n_images, step):
+        chunk = images[part]
+        for channel in range(channels):
+            counts[channel] += torch.bincount(chunk[:, channel].flatten(), minlength=256)
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    totals = counts.sum(dim=1)
+    mean = counts @ levels / totals
+    std = (counts @ levels.square() / totals - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def true_labels(y, n_samples: int, what: str) -> np.ndarray:
+    """True labels for scoring: 1-D, one per sample, none missing."""
+    y = np.asarray(as_array_like(y))
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"{what} must be 1-D with one label per sample: got {y.shape} labels for {n_samples} samples."
+        )
+    if (y.dtype.kind == "f" and np.isnan(y).any()) or (y.dtype == object and any(v is None for v in y)):
+        raise ValueError(f"{what} hold missing (NaN or None) labels; leave those samples out.")
+    return y

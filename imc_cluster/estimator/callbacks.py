@@ -1,0 +1,227 @@
+"""Callbacks for :meth:`~imc_cluster.IMCSwAVClustering.fit`: early stopping and TensorBoard logging.
+
+A callback is any callable ``callback(estimator, record)``; ``fit`` calls it after every epoch with that
+epoch's ``history_`` record. One that raises :class:`StopTraining` ends the fit after that epoch (the other
+callbacks still see the epoch). A callback may also have methods ``on_fit_begin(estimator)`` and
+``on_fit_end(estimator)``, which ``fit`` calls before the first epoch of every fit and after its last one
+(also when the fit fails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from imc_cluster.core.numbers import check_integer, check_real, is_real
+from imc_cluster.training.distributed import World, is_main
+
+__all__ = [
+    "StopTraining",
+    "EarlyStopping",
+    "TensorBoard",
+    "check_callbacks",
+    "epoch_callbacks",
+    "callback_session",
+]
+
+#: the end of the names of the event files that :class:`TensorBoard` writes (and deletes)
+EVENT_FILE_SUFFIX = ".imc-cluster"
+
+
+class StopTraining(Exception):
+    """Raised by a fit callback to end the fit after the current epoch.
+
+    The model is then finished as after the last epoch of ``max_epochs``: BatchNorm statistics re-estimated,
+    ``labels_`` computed and the checkpoint written, with ``n_iter_`` the epochs run. A warm start continues
+    from there up to ``max_epochs``.
+    """
+
+
+class EarlyStopping:
+    """Stop the fit when a value of the epoch records has not improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str, default="loss"
+        Key of the ``history_`` records to watch: a loss term ("loss", "swav", "mi", "reg") or, with
+        ``eval_set``, "acc", "nmi" or "ari".
+    patience : int, default=10
+        Consecutive epochs without improvement after which the fit stops.
+    min_delta : float, default=0.0
+        How much better than the best value so far a value must be to count as an improvement.
+    mode : {"min", "max"}, default="min"
+        Whether lower ("min", for losses) or higher ("max", for scores) values are better.
+
+    Attributes
+    ----------
+    best_ : float or None
+        Best value of the current (or last) fit.
+    best_epoch_ : int or None
+        Epoch of ``best_``.
+    stopped_epoch_ : int or None
+        Epoch after which the fit stopped; None when it was not stopped.
+
+    Examples
+    --------
+    >>> from imc_cluster.estimator.callbacks import EarlyStopping
+    >>> stop = EarlyStopping(monitor="acc", mode="max", patience=20)
+    >>> est.fit(X, eval_set=(X_val, y_val), callbacks=[stop])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, monitor: str = "loss", patience: int = 10, min_delta: float = 0.0, mode: str = "min"
+    ) -> None:
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be the name of a history_ record key, got {monitor!r}.")
+        check_integer("patience", patience)
+        check_real("min_delta", min_delta)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+        self.monitor, self.mode = monitor, mode
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.on_fit_begin(None)
+
+    def on_fit_begin(self, estimator) -> None:
+        """Forget the previous fit: every fit (a warm start too) gets its own ``patience``."""
+        self.best_, self.best_epoch_, self.stopped_epoch_, self._waited = None, None, None, 0
+
+    def __call__(self, estimator, record: dict) -> None:
+        """Take the epoch's ``record`` into account; raise :class:`StopTraining` when patience runs out."""
+        if self.monitor not in record:
+            raise ValueError(
+                f"EarlyStopping monitors {self.monitor!r}, which the epoch records do not have; they have "
+                f"{', '.join(map(repr, record))} (acc, nmi and ari need an eval_set)."
+            )
+        value = float(record[self.monitor])
+        if self.best_ is None or self._improves(value):
+            self.best_, self.best_epoch_, self._waited = value, record["epoch"], 0
+            return
+        self._waited += 1
+        if self._waited >= self.patience:
+            self.stopped_epoch_ = record["epoch"]
+            raise StopTraining(
+                f"{self.monitor} has not improved on {self.best_:.6g} (epoch {self.best_epoch_}) by more "
+                f"than {self.min_delta:g} for {self.patience} epochs."
+            )
+
+    def _improves(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best_ - self.min_delta
+        return value > self.best_ + self.min_delta
+
+
+class TensorBoard:
+    """Write every numeric value of each epoch's record to TensorBoard, as a scalar at the epoch.
+
+    The scalars are named as the record's keys ("loss", "swav", "mi", "reg", "lr", "seconds", "updates",
+    "images_per_second", and "acc", "nmi", "ari" with ``eval_set``); the step is the epoch.
+
+    Parameters
+    ----------
+    log_dir : str or path-like
+        Folder of the event files (created when needed); ``tensorboard --logdir`` shows it.
+    purge : bool, default=True
+        Keep one run's curves in ``log_dir``: a new fit deletes the event files that this callback wrote
+        there before (those named ``*.imc-cluster``; other files are left alone), and a warm start from
+        epoch ``e`` hides what older files hold from step ``e + 1`` on (e.g. the epochs that an interrupted
+        fit logged after its last checkpoint). False only adds files.
+
+    Raises
+    ------
+    ImportError
+        When the ``tensorboard`` package is not installed.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, purge: bool = True) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise ImportError(
+                "The TensorBoard callback needs the tensorboard package: "
+                "pip install 'imc-cluster[tensorboard]'."
+            ) from error
+        self._writer_class = SummaryWriter
+        self.log_dir, self.purge = os.fspath(log_dir), bool(purge)
+        self._writer = None
+
+    def __call__(self, estimator, record: dict) -> None:
+        """Write the record's numeric values at step ``record["epoch"]``."""
+        epoch = record["epoch"]
+        if self._writer is None:
+            self._writer = self._open(epoch)
+        for key, value in record.items():
+            if key != "epoch" and is_real(value):
+                self._writer.add_scalar(key, float(value), epoch)
+        self._writer.flush()
+
+    def on_fit_begin(self, estimator) -> None:
+        """Close what an earlier fit left open: each fit writes its own event file."""
+        self.on_fit_end(estimator)
+
+    def on_fit_end(self, estimator) -> None:
+        """Close the fit's event file."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _open(self, epoch: int):
+        """A writer for a fit whose first epoch is ``epoch``."""
+        if self.purge and epoch == 1:
+            for old in Path(self.log_dir).glob(f"events.out.tfevents.*{EVENT_FILE_SUFFIX}"):
+                old.unlink()
+        purge_step = epoch if self.purge and epoch > 1 else None
+        return self._writer_class(self.log_dir, purge_step=purge_step, filename_suffix=EVENT_FILE_SUFFIX)
+
+
+# ------------------------------------------------------------------------------------ how fit runs them
+
+
+def check_callbacks(callbacks) -> list:
+    """``fit``'s ``callbacks``: a sequence (or None) of callables ``callback(estimator, record)``."""
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)):
+        raise TypeError(
+            f"callbacks must be a sequence of callables callback(estimator, record), got {callbacks!r}; "
+            "wrap a single one in a list."
+        )
+    callbacks = list(callbacks or ())
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"callbacks must be callables callback(estimator, record), got {callback!r}.")
+    return callbacks
+
+
+def epoch_callbacks(est, callbacks: list, world: World | None):
+    """Every callback on the epoch's record, ``callback(est, record)``, then the first stop one asked for. In
+    a distributed fit the callbacks run on rank 0, whose stop request every rank then follows."""
+
+    def run_all(record: dict) -> None:
+        stop = None
+        for callback in callbacks if is_main(world) else ():
+            try:
+                callback(est, record)
+            except StopTraining as request:
+                stop = stop or request
+        if world is not None:
+            stop = world.broadcast(stop)
+        if stop is not None:
+            raise stop
+
+    return run_all
+
+
+@contextlib.contextmanager
+def callback_session(est, callbacks: list):
+    """The callbacks' optional ``on_fit_begin(est)`` before the epochs, and ``on_fit_end(est)`` after them
+    (also when the fit fails)."""
+    for callback in callbacks:
+        getattr(callback, "on_fit_begin", _nothing)(est)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            getattr(callback, "on_fit_end", _nothing)(est)
+
+
+def _nothing(est) -> None:
+    """The hook of a callback that has none."""

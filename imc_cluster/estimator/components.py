@@ -1,0 +1,111 @@
+"""The components of a fit, from the estimator's (checked) parameters and the fitted inputs: the crop sizes,
+the view generator, the network's architecture, the training settings and the trainer."""
+
+from __future__ import annotations
+
+import torch
+
+from imc_cluster.augmentation.crop_sizes import resolve_crop_sizes
+from imc_cluster.augmentation.multicrop import CropGroup, MultiCropAugmenter
+from imc_cluster.augmentation.vectors import FeatureViews
+from imc_cluster.data.encoder import InputEncoder
+from imc_cluster.model.networks import STEM_POOL_MIN_SIDE, IMCSwAVNet, ResNetEncoder
+from imc_cluster.training.distributed import World
+from imc_cluster.training.trainer import Trainer, TrainingConfig
+
+__all__ = ["crop_sizes", "augmenter", "architecture", "training_config", "training_dtype", "make_trainer"]
+
+
+def crop_sizes(params: dict, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (large, small) crop sizes of the parameters for ``height x width`` images, checked against them."""
+    return resolve_crop_sizes(params["large_crop_size"], params["small_crop_size"], height, width)
+
+
+def augmenter(params: dict, inputs: InputEncoder):
+    """The generator of training views: multi-crop for images, feature corruption for vectors."""
+    if not inputs.is_image:
+        return FeatureViews(params["n_large_crops"], params["n_small_crops"])
+    large, small = crop_sizes(params, *inputs.sample_shape[1:])
+    groups = [CropGroup(params["n_large_crops"], large, tuple(params["large_crop_scale"]))]
+    if params["n_small_crops"]:
+        groups.append(CropGroup(params["n_small_crops"], small, tuple(params["small_crop_scale"])))
+    return MultiCropAugmenter(
+        groups,
+        inputs.pixel_mean,
+        inputs.pixel_std,
+        flip_prob=params["flip_prob"],
+        color_jitter=tuple(params["color_jitter"]),
+        color_jitter_prob=params["color_jitter_prob"],
+        grayscale_prob=params["grayscale_prob"],
+    )
+
+
+def architecture(params: dict, inputs: InputEncoder) -> dict:
+    """The network the parameters give for these inputs, as plain data (saved in checkpoints)."""
+    image = inputs.is_image
+    return {
+        "backbone": ("resnet18" if params["backbone"] == "auto" else params["backbone"]) if image else "mlp",
+        "in_size": int(inputs.sample_shape[0]),
+        "width": int(params["backbone_width"]),
+        "stem_pool": bool(image and min(inputs.sample_shape[1:]) >= STEM_POOL_MIN_SIDE),
+        **{
+            name: int(params[name])
+            for name in ("n_clusters", "n_prototypes", "projection_dim", "head_hidden_dim")
+        },
+    }
+
+
+def training_config(params: dict) -> TrainingConfig:
+    """The optimisation and objective settings of the parameters."""
+    return TrainingConfig(
+        batch_size=params["batch_size"],
+        learning_rate=params["learning_rate"],
+        betas=tuple(params["betas"]),
+        weight_decay=params["weight_decay"],
+        warmup_updates=params["warmup_updates"],
+        lr_milestones=tuple(params["lr_milestones"]),
+        lr_gamma=params["lr_gamma"],
+        n_large_crops=params["n_large_crops"],
+        temperature=params["temperature"],
+        sinkhorn_epsilon=params["sinkhorn_epsilon"],
+        sinkhorn_iterations=params["sinkhorn_iterations"],
+        marginal_weight=params["marginal_weight"],
+        logit_penalty=params["logit_penalty"],
+        logit_threshold=params["logit_threshold"],
+    )
+
+
+def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training (None for float32), as ``precision`` asks."""
+    if precision == "float32":
+        return None
+    return torch.bfloat16 if precision == "bfloat16" or device.type == "cuda" else None
+
+
+def make_trainer(
+    params: dict,
+    inputs: InputEncoder,
+    model: IMCSwAVNet,
+    device: torch.device,
+    training_state: dict,
+    world: World | None,
+) -> Trainer:
+    """A trainer for ``model`` on ``device``, in the state ``training_state`` records."""
+    cuda = device.type == "cuda"
+    model.to(device)
+    if cuda and inputs.is_image:
+        model.to(memory_format=torch.channels_last)
+    if isinstance(model.encoder, ResNetEncoder):
+        model.encoder.checkpointing = params["activation_checkpointing"]
+    trainer = Trainer(
+        model,
+        augmenter(params, inputs),
+        training_config(params),
+        torch.Generator(device),
+        autocast_dtype=training_dtype(params["precision"], device),
+        world=world,
+        channels_last=cuda and inputs.is_image,
+        compile=params["compile"],
+    )
+    trainer.load_state(training_state)
+    return trainer

@@ -1,0 +1,276 @@
+"""What :meth:`IMCSwAVClustering.fit` does, step by step.
+
+1. Check the parameters, the callbacks and the head mask; encode ``X`` with the input encoder (a new one,
+   or on a warm start the fitted one, whose network the parameters must still describe).
+2. On a new fit: the normalisation statistics, the fitted architecture, a freshly initialised network and
+   the training state of the seed.
+3. A :class:`~imc_cluster.training.trainer.Trainer` in that state, and
+   :func:`~imc_cluster.training.loop.train_epochs` up to ``max_epochs``; after each epoch the evaluation
+   on ``eval_set`` (on BatchNorm statistics re-estimated apart from the training's random stream), the
+   ``history_`` record, the checkpoint and the callbacks, until ``max_epochs`` or until a callback raises
+   :class:`~imc_cluster.estimator.callbacks.StopTraining`.
+4. The BatchNorm statistics of the returned model, evaluation mode, and ``labels_``.
+
+The fit keeps what it learns in a :class:`Fitted` and never writes the estimator: the estimator takes the
+fitted attributes through the ``publish`` function it hands over (after every epoch, before the checkpoint
+and the callbacks, and at the end), and puts itself back as it was when the fit fails.
+
+Inside an initialised ``torch.distributed`` process group of several processes (``torchrun``), every rank
+runs these steps on the whole data and trains on its slice of each global batch
+(:mod:`~imc_cluster.training.distributed`); rank 0 alone writes the checkpoint and runs the callbacks, and
+every rank ends with the same model and ``labels_`` over every sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from filelock import FileLock, Timeout
+from tqdm.auto import tqdm
+
+from imc_cluster.augmentation.multicrop import check_normalization
+from imc_cluster.checkpoints.files import check_writable, load_checkpoint
+from imc_cluster.core.devices import resolve_device
+from imc_cluster.data import arrays as data_lib
+from imc_cluster.data.encoder import InputEncoder
+from imc_cluster.data.placement import place
+from imc_cluster.estimator import components
+from imc_cluster.estimator import params as parameters
+from imc_cluster.estimator.callbacks import StopTraining, callback_session, check_callbacks, epoch_callbacks
+from imc_cluster.estimator.components import make_trainer
+from imc_cluster.estimator.fitted import Fitted, initial_state
+from imc_cluster.metrics import evaluate_clustering
+from imc_cluster.training.distributed import World, current_world, device_for, is_main
+from imc_cluster.training.loop import train_epochs
+from imc_cluster.training.trainer import LOSS_TERMS, DivergenceError, Trainer
+
+__all__ = ["fit"]
+
+
+def check_params(est) -> None:
+    """Every parameter's type, range and structure, before any work starts."""
+    est._validate_params()
+    parameters.check_params(est.get_params())
+
+
+def fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], None]) -> None:
+    """Fit on ``X`` with the parameters of ``est`` (see :meth:`IMCSwAVClustering.fit`), handing what is
+    fitted to ``publish`` after every epoch and at the end."""
+    check_params(est)
+    params = est.get_params()
+    callbacks = check_callbacks(callbacks)
+    resume = bool(params["warm_start"]) and hasattr(est, "model_")
+    inputs = (
+        est.inputs_
+        if resume
+        else InputEncoder(params["image_shape"], params["backbone"], params["normalization"])
+    )
+    data = inputs.encode(X, est) if resume else inputs.fit_encode(X, est)
+    if resume:
+        _check_architecture(params, est.architecture_, inputs)
+    n_samples = data.values.shape[0]
+    if n_samples < max(2, params["n_clusters"]):
+        raise ValueError(f"n_samples={n_samples} should be >= n_clusters={params['n_clusters']} (and >= 2).")
+    if data.is_image:
+        components.crop_sizes(params, *inputs.sample_shape[1:])
+    evaluation = _eval_set(est, inputs, eval_set)
+    mask = _head_mask(head_mask, n_samples)
+    world = current_world()
+    main = is_main(world)
+    if params["checkpoint_path"] is not None and main:
+        check_writable(params["checkpoint_path"])
+    device = resolve_device(device_for(world, params["device"]))
+    if world is not None and device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+    parameters.warn_about_run(params, n_samples)
+    if resume:
+        fitted = Fitted.of(est)
+        fitted.device = device
+    else:
+        fitted = initial_state(params, inputs, data, device, world)
+    trainer = make_trainer(params, fitted.inputs, fitted.model, fitted.device, fitted.training_state, world)
+    publish(fitted)
+    values = place(data.values, device)
+    with (
+        _checkpoint_lock(params["checkpoint_path"] if main else None),
+        callback_session(est, callbacks if main else []),
+    ):
+        mask = None if mask is None else mask.to(values.device)
+        _train(est, params, fitted, trainer, values, mask, evaluation, callbacks, publish)
+
+
+def _check_architecture(params: dict, architecture: dict, inputs: InputEncoder) -> None:
+    """A warm start continues the fitted network: the parameters must still describe it."""
+    wanted = components.architecture(params, inputs)
+    changed = [
+        f"{key}: {architecture[key]!r} -> {value!r}"
+        for key, value in wanted.items()
+        if value != architecture[key]
+    ]
+    if inputs.is_image and params["normalization"] is not None:
+        mean, std = check_normalization(params["normalization"])
+        if (mean, std) != (inputs.pixel_mean, inputs.pixel_std):
+            fitted = (inputs.pixel_mean, inputs.pixel_std)
+            changed.append(f"normalization: {fitted!r} -> {(mean, std)!r}")
+    if changed:
+        raise ValueError(
+            f"warm_start continues the fitted network, but the parameters change its architecture or input "
+            f"({'; '.join(changed)}); set them back, or fit without warm_start."
+        )
+
+
+def _head_mask(head_mask, n_samples: int) -> torch.Tensor | None:
+    """The validated ``head_mask`` as a bool tensor, or None."""
+    if head_mask is None:
+        return None
+    mask = np.asarray(data_lib.as_array_like(head_mask))
+    if mask.dtype != bool or mask.shape != (n_samples,):
+        raise ValueError(
+            f"head_mask must be a boolean array with one entry per sample ({n_samples}), got "
+            f"dtype {mask.dtype} and shape {mask.shape}."
+        )
+    if not mask.any():
+        raise ValueError("head_mask selects no sample: the cluster head needs at least one.")
+    return torch.from_numpy(mask.copy())
+
+
+def _eval_set(est, inputs: InputEncoder, eval_set) -> tuple[torch.Tensor, np.ndarray] | None:
+    if eval_set is None:
+        return None
+    if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+        raise ValueError("eval_set must be a pair (X_val, y_val).")
+    values = inputs.encode(eval_set[0], est).values
+    return values, data_lib.true_labels(eval_set[1], values.shape[0], "eval_set labels")
+
+
+def _train(
+    est,
+    params: dict,
+    fitted: Fitted,
+    trainer: Trainer,
+    values: torch.Tensor,
+    mask,
+    evaluation,
+    callbacks: list,
+    publish: Callable[[Fitted], None],
+) -> None:
+    """The epochs up to ``max_epochs``, each ending in :func:`_end_epoch`, then :func:`_finish`."""
+    steps = trainer.steps_per_epoch(values.shape[0])
+    remaining, first = max(0, params["max_epochs"] - trainer.epoch), fitted.n_iter
+    world, path = trainer.world, params["checkpoint_path"]
+    # a distributed rollback keeps the last good epoch in memory: rank 0's checkpoint may be on another node
+    saved = (lambda: _saved_epoch(path)) if path is not None and world is None else None
+    shows = bool(params["verbose"]) and is_main(world)
+    with tqdm(total=remaining * steps, disable=not shows, desc="IMC-SwAV", unit="step") as bar:
+
+        def end_epoch(record: dict) -> None:
+            _end_epoch(est, params, fitted, trainer, values, record, evaluation, publish)
+            bar.set_postfix(_postfix(record))
+
+        try:
+            train_epochs(
+                trainer,
+                values,
+                remaining,
+                end_epoch,
+                head_mask=mask,
+                saved=saved,
+                on_step=_progress(bar, steps) if shows else None,
+                callbacks=[epoch_callbacks(est, callbacks, world)],
+            )
+        except StopTraining as stop:  # after a complete epoch: the model is finished as after the last one
+            if params["verbose"]:
+                bar.write(f"IMC-SwAV: stopped after epoch {fitted.n_iter}. {stop}".rstrip())
+        except DivergenceError:
+            if fitted.n_iter > first:  # rolled back to the last good epoch: finish that model
+                fitted.n_iter, fitted.training_state = trainer.epoch, trainer.state()
+                _finish(params, fitted, values, world)
+                publish(fitted)
+            raise
+    # the last epoch's evaluation already re-estimated the BatchNorm statistics of the returned model
+    _finish(params, fitted, values, world, recalibrate=evaluation is None or remaining == 0)
+    publish(fitted)
+    if path is not None and is_main(world):
+        est.save(path)
+
+
+def _saved_epoch(path) -> tuple[dict, dict]:
+    """The weights and training state of the checkpoint just written (a rollback reads them back rather
+    than keeping a copy in memory)."""
+    content = load_checkpoint(path)
+    return content["model"], content["training"]
+
+
+def _end_epoch(
+    est,
+    params: dict,
+    fitted: Fitted,
+    trainer: Trainer,
+    values: torch.Tensor,
+    record: dict,
+    evaluation,
+    publish: Callable[[Fitted], None],
+) -> None:
+    """Evaluate, record the epoch and the training state, publish them, and write the checkpoint."""
+    if evaluation is not None:
+        fitted.recalibrate(params, values, trainer.world)
+        record.update(
+            evaluate_clustering(evaluation[1], fitted.logits(params, evaluation[0]).argmax(dim=1).numpy())
+        )
+    fitted.history = [*fitted.history, record]  # a new list: a failed warm start puts the old one back
+    fitted.n_iter, fitted.training_state = trainer.epoch, trainer.state()
+    publish(fitted)
+    if params["checkpoint_path"] is not None and is_main(trainer.world):
+        est.save(params["checkpoint_path"])
+
+
+def _finish(
+    params: dict, fitted: Fitted, values: torch.Tensor, world: World | None, recalibrate: bool = True
+) -> None:
+    """Evaluation-ready BatchNorm statistics, the model in evaluation mode, and the training labels (over
+    the whole data on every rank of a distributed fit)."""
+    if recalibrate:
+        fitted.recalibrate(params, values, world)
+    fitted.model.eval()
+    fitted.labels = fitted.logits(params, values).argmax(dim=1).numpy().astype(np.int64)
+
+
+def _checkpoint_lock(path):
+    """Hold ``path + ".lock"`` for the whole fit, so that two processes never write the same checkpoint; a
+    second one fails at once."""
+    if path is None:
+        return contextlib.nullcontext()
+    lock = FileLock(os.fspath(path) + ".lock", timeout=0)
+    try:
+        return lock.acquire()  # a context manager that releases the lock on exit
+    except Timeout:
+        raise ValueError(
+            f"Another process is training into {path} (its lock {lock.lock_file} is held); choose "
+            "another checkpoint path."
+        ) from None
+
+
+def _postfix(record: dict) -> dict[str, str]:
+    shown = ("epoch", *LOSS_TERMS, "acc")
+    return {
+        key: f"{value:.3f}" if isinstance(value, float) else str(value)
+        for key, value in record.items()
+        if key in shown
+    }
+
+
+def _progress(bar: tqdm, steps: int):
+    """Per-step progress: advance the bar, and show the running losses about 10 times an epoch (each read
+    waits for the device)."""
+    every = max(1, steps // 10)
+
+    def on_step(step: int, means: torch.Tensor) -> None:
+        bar.update()
+        if (step + 1) % every == 0:
+            bar.set_postfix(_postfix(dict(zip(LOSS_TERMS, means.tolist()))))
+
+    return on_step

@@ -1,0 +1,168 @@
+"""The estimator's parameters: what scikit-learn checks of each (:data:`PARAMETER_CONSTRAINTS`), the one
+check of the structured ones (:func:`check_params`: the contents of tuples, the device), and the warnings of
+settings that work but waste much of a fit on its data (:class:`ConfigurationWarning`).
+
+Every default is the estimator's signature; every check is here or in the function it calls.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from imc_cluster.augmentation.crop_sizes import as_crop_size
+from imc_cluster.augmentation.multicrop import check_color_jitter, check_normalization, check_scale
+from imc_cluster.core.devices import resolve_device
+from imc_cluster.core.numbers import is_integer
+from imc_cluster.data.encoder import check_image_shape
+from imc_cluster.model.networks import RESNET_LAYOUTS
+
+__all__ = [
+    "ARCHITECTURE_PARAMS",
+    "PARAMETER_CONSTRAINTS",
+    "ConfigurationWarning",
+    "check_params",
+    "warn_about_run",
+]
+
+
+#: the parameters that shape the network: a warm start must keep them
+ARCHITECTURE_PARAMS = (
+    "backbone",
+    "backbone_width",
+    "n_clusters",
+    "n_prototypes",
+    "projection_dim",
+    "head_hidden_dim",
+)
+
+#: what scikit-learn checks of every parameter (``IMCSwAVClustering._parameter_constraints``)
+PARAMETER_CONSTRAINTS: dict = {
+    **{
+        key: [Interval(Integral, 1, None, closed="left")]
+        for key in (
+            "n_clusters",
+            "backbone_width",
+            "projection_dim",
+            "head_hidden_dim",
+            "n_large_crops",
+            "sinkhorn_iterations",
+            "max_epochs",
+        )
+    },
+    **{
+        key: [Interval(Integral, 0, None, closed="left")]
+        for key in ("n_small_crops", "warmup_updates", "bn_recalibration_batches")
+    },
+    **{key: [Interval(Integral, 2, None, closed="left")] for key in ("n_prototypes", "batch_size")},
+    **{
+        key: [Interval(Integral, 1, None, closed="left"), tuple, list, None]
+        for key in ("large_crop_size", "small_crop_size")
+    },
+    **{
+        key: [tuple, list]
+        for key in ("large_crop_scale", "small_crop_scale", "color_jitter", "betas", "lr_milestones")
+    },
+    **{key: [tuple, list, None] for key in ("image_shape", "normalization")},
+    **{
+        key: [Interval(Real, 0, 1, closed="both")]
+        for key in ("flip_prob", "color_jitter_prob", "grayscale_prob")
+    },
+    **{
+        key: [Interval(Real, 0, None, closed="neither")]
+        for key in ("temperature", "sinkhorn_epsilon", "learning_rate", "lr_gamma")
+    },
+    **{
+        key: [Interval(Real, 0, None, closed="left")]
+        for key in ("marginal_weight", "logit_penalty", "logit_threshold", "weight_decay")
+    },
+    **{key: ["boolean"] for key in ("warm_start", "compile", "activation_checkpointing")},
+    "backbone": [StrOptions({"auto", "mlp", *RESNET_LAYOUTS})],
+    "checkpoint_path": [str, os.PathLike, None],
+    "device": [str],
+    "precision": [StrOptions({"auto", "bfloat16", "float32"})],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+
+def _pair(name: str, value, low: float, high: float) -> tuple[float, float]:
+    """Validate a (low, high) range parameter."""
+    try:
+        first, second = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}.") from None
+    if not low <= first <= second <= high:
+        raise ValueError(f"{name} must satisfy {low} <= {name}[0] <= {name}[1] <= {high}, got {value!r}.")
+    return first, second
+
+
+def check_params(params: dict) -> None:
+    """Checks beyond ``_parameter_constraints``: the contents of tuple parameters, and the device."""
+    check_scale("large_crop_scale", params["large_crop_scale"])
+    check_scale("small_crop_scale", params["small_crop_scale"])
+    _pair("betas", params["betas"], 0.0, 1.0 - 1e-12)
+    check_color_jitter(params["color_jitter"])
+    if any(not is_integer(m) or m < 0 for m in params["lr_milestones"]):
+        raise ValueError(
+            f"lr_milestones must be non-negative epoch numbers, got {params['lr_milestones']!r}."
+        )
+    if params["n_large_crops"] + params["n_small_crops"] < 2:
+        raise ValueError(
+            "n_large_crops + n_small_crops must be at least 2 (SwAV predicts each large view's code "
+            f"from the other views), got {params['n_large_crops']} + {params['n_small_crops']}."
+        )
+    check_image_shape(params["image_shape"])
+    as_crop_size("large_crop_size", params["large_crop_size"])
+    as_crop_size("small_crop_size", params["small_crop_size"])
+    if params["normalization"] is not None:
+        check_normalization(params["normalization"])
+    resolve_device(params["device"])
+
+
+class ConfigurationWarning(UserWarning):
+    """Parameters that work, but waste much of a fit on its data (see :func:`warn_about_run`)."""
+
+
+def warn_about_run(params: dict, n_samples: int) -> None:
+    """A :class:`ConfigurationWarning`, pointing at the caller of ``fit``, for each setting that wastes a fit
+    on ``n_samples`` samples: a warm-up longer than the whole run, more prototypes than samples, or a batch
+    size that leaves more than a tenth of the samples out of every epoch."""
+    batch = min(params["batch_size"], n_samples)
+    steps, dropped = divmod(n_samples, batch)
+    total = params["max_epochs"] * steps
+    messages = []
+    if params["warmup_updates"] > total:
+        messages.append(
+            f"warmup_updates={params['warmup_updates']} exceeds the updates of the whole run, {total} "
+            f"(max_epochs={params['max_epochs']} x {steps} per epoch of batch_size={batch} on {n_samples} "
+            "samples): the learning rate never reaches learning_rate and the prototypes never train; "
+            "lower warmup_updates."
+        )
+    if params["n_prototypes"] > n_samples:
+        messages.append(
+            f"n_prototypes={params['n_prototypes']} exceeds the {n_samples} samples: the equipartitioned "
+            "Sinkhorn codes leave most prototypes without any sample; use fewer prototypes."
+        )
+    if 10 * dropped > n_samples:
+        better = n_samples // (steps + 1)
+        messages.append(
+            f"batch_size={params['batch_size']} leaves {dropped} of the {n_samples} samples "
+            f"({dropped / n_samples:.0%}) out of every epoch, which has {steps} full batch(es) of {batch}; "
+            f"e.g. batch_size={better} leaves {n_samples % better} out."
+        )
+    for message in messages:
+        warnings.warn(message, ConfigurationWarning, stacklevel=_outside_package())
+
+
+def _outside_package() -> int:
+    """The ``stacklevel``, for a warning issued by the caller, of the first frame outside this package."""
+    package = os.path.dirname(os.path.dirname(__file__)) + os.sep  # imc_cluster/
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -1,0 +1,32 @@
+"""A network from its architecture: the plain-data description that fits and checkpoints carry."""
+
+from __future__ import annotations
+
+import torch
+
+from imc_cluster.model.networks import IMCSwAVNet, MLPEncoder, ResNetEncoder
+
+__all__ = ["build_network"]
+
+
+def build_network(architecture: dict, seed: int = 0) -> IMCSwAVNet:
+    """A freshly initialised network of ``architecture`` (see
+    :func:`imc_cluster.estimator.components.architecture`), seeded by ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if architecture["backbone"] == "mlp":
+            encoder = MLPEncoder(architecture["in_size"], architecture["width"])
+        else:
+            encoder = ResNetEncoder(
+                architecture["backbone"],
+                architecture["in_size"],
+                architecture["width"],
+                stem_pool=architecture["stem_pool"],
+            )
+        return IMCSwAVNet(
+            encoder,
+            architecture["n_clusters"],
+            architecture["n_prototypes"],
+            architecture["projection_dim"],
+            architecture["head_hidden_dim"],
+        )

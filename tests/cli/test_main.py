@@ -1,0 +1,679 @@
+"""The train and test commands end to end: on digits (with a resume), on a slice of the CIFAR-10 copy and on
+folders of photos; every error of a command-line run reaches the user as one line ``imc-cluster: <message>``
+on stderr and exit status 2, never a traceback, while bugs (unexpected exception classes) keep theirs; the
+progress bar only on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imc_cluster import IMCSwAVClustering
+from imc_cluster.cli import main as cli
+from imc_cluster.cli.main import build_parser, estimator_params, main
+from imc_cluster.training.trainer import DivergenceError
+
+#: the CIFAR-10 JPEG copy in shared/, beside the repository root
+CIFAR_ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+#: a tiny network, for the end-to-end runs
+TINY_FLAGS = shlex.split("--backbone_width 4 --prototypes 10 --project_dim 8 --warmup 2 --dev cpu --quiet")
+#: a 1-epoch run of a tiny network, in well under a second of training on 200 digits
+TINY = shlex.split(
+    "--epochs 1 --batch_size 64 --backbone_width 4 --prototypes 10 --project_dim 8 --warmup 2 "
+    "--limit_train 200 --limit_test 100 --quiet --dev cpu"
+)
+#: a tiny digits run: 64 training and 64 test images, a 4-channel network, 10 prototypes
+TINY_DIGITS = shlex.split(
+    "--dataset digits --limit_train 64 --limit_test 64 --backbone_width 4 --prototypes 10 --project_dim 8 "
+    "--batch_size 32 --warmup 2 --dev cpu"
+)
+#: a one-epoch run of a tiny network on a folder of photos
+TINY_FOLDER = shlex.split(
+    "--epochs 1 --batch_size 8 --prototypes 10 --backbone_width 4 --warmup 1 --project_dim 8 --dev cpu "
+    "--quiet"
+)
+#: the clusters of the model of the photos (the ``photos_model`` fixture)
+CLUSTERS = 3
+
+
+def run(argv: list[str]) -> int:
+    """``imc-cluster argv`` in this process: its exit status."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def printed(argv, capsys):
+    assert main(argv) == 0
+    return capsys.readouterr().out
+
+
+def run_captured(argv: list[str]) -> tuple[int, str, str]:
+    """``imc-cluster argv`` in this process: exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main([str(arg) for arg in argv])
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def _save(file: Path, array: np.ndarray) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(file, **({"quality": 95} if file.suffix == ".jpg" else {}))
+
+
+def module(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m imc_cluster argv`` with stdout and stderr pipes."""
+    return subprocess.run([sys.executable, "-m", "imc_cluster", *argv], capture_output=True, text=True)
+
+
+def train_argv(tmp: Path, out: Path, epochs: int, *flags: str) -> list[str]:
+    return [
+        "train",
+        *TINY_DIGITS,
+        "--path",
+        str(tmp),
+        "--epochs",
+        str(epochs),
+        "--output_dir",
+        str(out),
+        "--cpt_name",
+        "d.cpt",
+        *flags,
+    ]
+
+
+# ------------------------------------------------------------------ train and test end to end
+
+
+def test_train_resume_and_test_on_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--dataset", "DIGITS", "--path", str(tmp_path), "--batch_size", "256", *TINY_FLAGS]
+    text = printed(["train", *base, "--epochs", "1", "--output_dir", str(out), "--cpt_name", "d.cpt"], capsys)
+    assert "epoch 1/1 | loss" in text and "test ACC" in text and "img/s" in text
+    text = printed(
+        [
+            "train",
+            *base,
+            "--epochs",
+            "2",
+            "--output_dir",
+            str(out),
+            "--cpt_name",
+            "d.cpt",
+            "--cpt_load_path",
+            str(out / "d.cpt"),
+        ],
+        capsys,
+    )
+    assert "resuming" in text and "epoch 2/2" in text and "epoch 1/2" not in text
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2] and {"acc", "nmi", "ari", "swav", "mi"} <= set(history[1])
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    (straight / "history.jsonl").write_text('{"epoch": 7}\n')  # an older run's: a fresh run replaces it
+    printed(["train", *base, "--epochs", "2", "--output_dir", str(straight), "--cpt_name", "d.cpt"], capsys)
+    history = [json.loads(line) for line in (straight / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+    resumed, direct = (IMCSwAVClustering.load(p / "d.cpt") for p in (out, straight))
+    for a, b in zip(resumed.model_.state_dict().values(), direct.model_.state_dict().values()):
+        assert torch.equal(a, b)
+    text = printed(
+        ["test", "--dataset", "digits", "--path", str(tmp_path), "--cpt_load_path", str(out / "d.cpt")],
+        capsys,
+    )
+    assert text.startswith("ACC ") and "NMI" in text and "ARI" in text
+
+
+def test_missing_data_set_is_one_line_naming_the_path(tmp_path, capsys):
+    assert main(["train", "--dataset", "c10", "--path", str(tmp_path / "nothing"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("imc-cluster: ") and err.count("\n") == 1 and str(tmp_path / "nothing") in err
+
+
+@pytest.fixture(scope="module")
+def cifar_slice(tmp_path_factory):
+    """12 training and 4 test JPEGs per class from the shared CIFAR-10 copy, as an ImageFolder tree."""
+    if not CIFAR_ARCHIVE.exists():
+        pytest.skip("the CIFAR-10 copy is not beside the repository")
+    root = tmp_path_factory.mktemp("cifar")
+    wanted = {
+        f"{split}/{cls}/{i:04d}.jpg"
+        for split, n in (("train", 12), ("test", 4))
+        for i in range(n)
+        for cls in ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    }
+    with tarfile.open(CIFAR_ARCHIVE) as archive:
+        members = [m for m in archive.getmembers() if m.name.lstrip("./") in wanted]
+        archive.extractall(root, members=members, filter="data")
+    tops = [p for p in root.iterdir() if p.is_dir()]
+    return tops[0] if len(tops) == 1 and not (root / "train").exists() else root
+
+
+def test_train_and_test_on_a_cifar_slice(cifar_slice, tmp_path, capsys):
+    out = tmp_path / "c10"
+    base = ["--dataset", "folder", "--path", str(cifar_slice), "--size_crops", "28", "18"]
+    text = printed(
+        [
+            "train",
+            *base,
+            "--epochs",
+            "1",
+            "--batch_size",
+            "60",
+            "--output_dir",
+            str(out),
+            "--cpt_name",
+            "c10.cpt",
+            *TINY_FLAGS,
+        ],
+        capsys,
+    )
+    assert "epoch 1/1" in text
+    text = printed(["test", *base, "--cpt_load_path", str(out / "c10.cpt")], capsys)
+    assert text.startswith("ACC ")
+    assert IMCSwAVClustering.load(out / "c10.cpt").input_shape_ == (3, 32, 32)
+
+
+def test_speed_and_memory_flags_reach_the_estimator():
+    args = build_parser().parse_args(
+        shlex.split("train --dataset c10 --compile --precision bfloat16 --activation_checkpointing")
+    )
+    params = estimator_params(args, 10, (28, 18))
+    assert (params["compile"], params["precision"], params["activation_checkpointing"]) == (
+        True,
+        "bfloat16",
+        True,
+    )
+    defaults = estimator_params(build_parser().parse_args(["train", "--dataset", "c10"]), 10, (28, 18))
+    assert (defaults["compile"], defaults["precision"], defaults["activation_checkpointing"]) == (
+        False,
+        "auto",
+        False,
+    )
+
+
+# ------------------------------------------------------------------ folders of photos
+
+
+def test_train_on_an_unlabelled_folder_of_mixed_sizes(photos_model):
+    checkpoint, text = photos_model
+    assert "epoch 1/1 | loss" in text and "ACC" not in text and "nan" not in text
+    estimator = IMCSwAVClustering.load(checkpoint)
+    assert estimator.input_shape_ == (3, 16, 16) and estimator.n_clusters == CLUSTERS
+    assert estimator.labels_.shape == (13,) and "acc" not in estimator.history_[-1]
+
+
+def test_train_leaves_out_an_unreadable_file_with_one_warning_line(photos, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    status, _, err = run_captured(
+        [
+            "train",
+            "--dataset",
+            "folder",
+            "--path",
+            folder,
+            "--image_size",
+            "16",
+            "--n_clusters",
+            CLUSTERS,
+            *TINY_FOLDER,
+            "--output_dir",
+            tmp_path / "run",
+        ]
+    )
+    assert status == 0, err
+    lines = [line for line in err.splitlines() if "image file" in line]  # not the batch size's warning
+    assert len(lines) == 1 and lines[0].startswith("imc-cluster: warning: Skipped 1 image file(s) under ")
+    assert "sub/broken.png: Cannot decode the image file" in lines[0]
+    assert IMCSwAVClustering.load(tmp_path / "run" / "model.cpt").labels_.shape == (13,)
+
+
+def test_class_folders_default_k_which_n_clusters_overrides_and_a_resume_keeps_k(
+    photos_model, photos, tmp_path
+):
+    rng = np.random.default_rng(3)
+    for name in ("ant", "bee"):
+        for index in range(4):
+            image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            _save(tmp_path / "tree" / name / f"{index}.png", image)
+    for flags, expected in (([], 2), (["--n_clusters", "3"], 3)):
+        out = tmp_path / f"k{expected}"
+        status, text, err = run_captured(
+            [
+                "train",
+                "--dataset",
+                "folder",
+                "--path",
+                tmp_path / "tree",
+                *TINY_FOLDER,
+                *flags,
+                "--output_dir",
+                out,
+            ]
+        )
+        assert status == 0, err
+        assert "test ACC" in text and IMCSwAVClustering.load(out / "model.cpt").n_clusters == expected
+    resumed = tmp_path / "resumed"
+    status, text, err = run_captured(
+        [
+            "train",
+            "--dataset",
+            "folder",
+            "--path",
+            photos,
+            "--image_size",
+            "16",
+            *TINY_FOLDER,
+            "--epochs",
+            "2",
+            "--cpt_load_path",
+            photos_model[0],
+            "--output_dir",
+            resumed,
+        ]
+    )
+    assert status == 0, err
+    assert "epoch 2/2" in text and IMCSwAVClustering.load(resumed / "model.cpt").n_clusters == CLUSTERS
+
+
+@pytest.mark.parametrize(
+    "size, crops", [(("3", "24"), ("3", "2")), (("1", "24"), ("1", "1")), (("24", "3"), ("3", "2"))]
+)
+def test_image_sides_of_one_or_three_pixels_are_not_taken_for_channels(photos, tmp_path, size, crops):
+    status, _, err = run_captured(
+        [
+            "train",
+            "--dataset",
+            "folder",
+            "--path",
+            photos,
+            "--image_size",
+            *size,
+            "--n_clusters",
+            CLUSTERS,
+            *TINY_FOLDER,
+            "--size_crops",
+            *crops,
+            "--output_dir",
+            tmp_path,
+        ]
+    )
+    assert status == 0, err
+    assert IMCSwAVClustering.load(tmp_path / "model.cpt").input_shape_ == (3, int(size[0]), int(size[1]))
+
+
+# ------------------------------------------------------------------ errors in one line
+
+
+@dataclass
+class Setup:
+    """What an argv builder gets: a fresh folder, the tiny digits checkpoint, and monkeypatch."""
+
+    tmp: Path
+    checkpoint: Path
+    monkeypatch: pytest.MonkeyPatch
+
+    def train(self, *flags: str, data: list[str] | None = None) -> list[str]:
+        """Tiny ``train`` on the data set flags ``data`` (digits by default) into a fresh output folder,
+        then ``flags`` (later flags win)."""
+        return [
+            "train",
+            "--path",
+            str(self.tmp),
+            *(data or ["--dataset", "digits"]),
+            *TINY,
+            "--output_dir",
+            str(self.tmp / "out"),
+            *flags,
+        ]
+
+    def test(self, *flags: str) -> list[str]:
+        """``test`` of the tiny digits checkpoint, then ``flags`` (later flags win)."""
+        return [
+            "test",
+            "--dataset",
+            "digits",
+            "--path",
+            str(self.tmp),
+            "--cpt_load_path",
+            str(self.checkpoint),
+            "--dev",
+            "cpu",
+            *flags,
+        ]
+
+    def folder(self, shape: tuple[int, ...] = (32, 32, 3), per_class: int = 4) -> list[str]:
+        """An ImageFolder tree of two classes of random ``shape`` PNGs, as ``--dataset folder`` flags."""
+        root = self.tmp / "images"
+        rng = np.random.default_rng(0)
+        for name in ("a", "b"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for index in range(per_class):
+                image = rng.integers(0, 256, shape, dtype=np.uint8)
+                Image.fromarray(image.squeeze()).save(root / name / f"{index}.png")
+        return ["--dataset", "folder", "--path", str(root)]
+
+    def read_only(self) -> Path:
+        """A folder in which nothing can be created; where permissions do not bind (root), its ``mkdir``
+        fails as the kernel fails it for other users."""
+        folder = self.tmp / "read-only"
+        folder.mkdir()
+        folder.chmod(0o555)
+        if os.access(folder, os.W_OK):
+            mkdir = os.mkdir
+
+            def denied(path, *args, **kwargs):
+                if Path(path).parent == folder:
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+                return mkdir(path, *args, **kwargs)
+
+            self.monkeypatch.setattr(os, "mkdir", denied)
+        return folder
+
+    def file(self, name: str, content: bytes = b"") -> Path:
+        """A file ``name`` holding ``content``."""
+        path = self.tmp / name
+        path.write_bytes(content)
+        return path
+
+    def fail(self, target, name: str, error: BaseException) -> None:
+        """Make ``target.name`` raise ``error``."""
+
+        def raising(*args, **kwargs):
+            raise error
+
+        self.monkeypatch.setattr(target, name, raising)
+
+
+def missing_folder(setup: Setup) -> list[str]:
+    """``--dataset folder`` on a path that does not exist."""
+    return ["--dataset", "folder", "--path", str(setup.tmp / "nothing")]
+
+
+def bad_image(setup: Setup) -> list[str]:
+    """A folder whose image files are none of them images (one that is not is only a warning)."""
+    (setup.tmp / "images").mkdir()
+    for name in ("a.png", "b.jpg"):
+        setup.file(f"images/{name}", b"not an image at all")
+    return ["--dataset", "folder", "--path", str(setup.tmp / "images"), "--n_clusters", "2"]
+
+
+def empty_folder(setup: Setup) -> list[str]:
+    """A folder whose one subfolder holds no image."""
+    (setup.tmp / "images" / "a").mkdir(parents=True)
+    return ["--dataset", "folder", "--path", str(setup.tmp / "images")]
+
+
+def checkpoint_folder(setup: Setup) -> list[str]:
+    """``train`` whose ``--cpt_name`` in ``--output_dir`` is a folder."""
+    (setup.tmp / "out" / "model.cpt").mkdir(parents=True)
+    return setup.train("--cpt_name", "model.cpt")
+
+
+def resume_with_the_default_width(setup: Setup) -> list[str]:
+    """Resume the width-4 checkpoint without ``--backbone_width`` (the digits default is 16)."""
+    argv = setup.train("--cpt_load_path", str(setup.checkpoint))
+    at = argv.index("--backbone_width")
+    return argv[:at] + argv[at + 2 :]
+
+
+def truncated(setup: Setup) -> Path:
+    """The first half of the tiny digits checkpoint."""
+    content = setup.checkpoint.read_bytes()
+    return setup.file("cut.cpt", content[: len(content) // 2])
+
+
+def cuda_error(setup: Setup) -> list[str]:
+    """``train`` whose fit fails as CUDA does, with a multi-line message."""
+    message = "CUDA out of memory. Tried to allocate 2.00 GiB\nCUDA kernel errors might be reported later"
+    setup.fail(IMCSwAVClustering, "fit", torch.cuda.OutOfMemoryError(message))
+    return setup.train()
+
+
+def divergence(setup: Setup) -> list[str]:
+    """``train`` whose fit diverges."""
+    error = DivergenceError("The training loss became NaN or infinite at epoch 1.")
+    setup.fail(IMCSwAVClustering, "fit", error)
+    return setup.train()
+
+
+#: (name, argv builder, expected part of the message)
+CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
+    ("batch_size 1", lambda s: s.train("--batch_size", "1"), "'batch_size'"),
+    ("batch_size 0", lambda s: s.train("--batch_size", "0"), "'batch_size'"),
+    ("epochs 0", lambda s: s.train("--epochs", "0"), "(flag: --epochs)"),
+    ("prototypes 1", lambda s: s.train("--prototypes", "1"), "(flag: --prototypes)"),
+    ("tau 0", lambda s: s.train("--tau", "0"), "(flag: --tau)"),
+    ("eps -1", lambda s: s.train("--eps", "-1"), "(flag: --eps)"),
+    ("learning_rate 0", lambda s: s.train("--learning_rate", "0"), "'learning_rate'"),
+    ("no large crops", lambda s: s.train("--nmb_crops", "0", "4"), "(flag: --nmb_crops)"),
+    (
+        "crops larger than the images",
+        lambda s: s.train("--size_crops", "40", "18", data=s.folder()),
+        "larger than the 32x32 images. (flag: --size_crops)",
+    ),
+    ("crop scale above 1", lambda s: s.train("--max_scale_crops", "2", "0.4"), "--max_scale_crops"),
+    ("hue jitter 0.9", lambda s: s.train("--color_jitter", "1", "1", "1", "0.9"), "color_jitter"),
+    ("limit_train 0", lambda s: s.train("--limit_train", "0"), "--limit_train must be a positive number"),
+    ("limit_test -3", lambda s: s.test("--limit_test", "-3"), "--limit_test must be a positive number"),
+    ("unknown device", lambda s: s.train("--dev", "tpu"), "--dev must be a GPU index"),
+    ("train on a missing GPU", lambda s: s.train("--dev", "cuda"), "--dev cuda asks for GPU 0"),
+    ("GPU index 3", lambda s: s.train("--dev", "3"), "--dev 3 asks for GPU 3"),
+    ("test on a missing GPU", lambda s: s.test("--dev", "cuda"), "--dev cuda asks for GPU 0"),
+    (
+        "output_dir is a file",
+        lambda s: s.train("--output_dir", str(s.file("taken"))),
+        "Cannot create --output_dir",
+    ),
+    (
+        "output_dir in a read-only folder",
+        lambda s: s.train("--output_dir", str(s.read_only() / "out")),
+        "Cannot create --output_dir",
+    ),
+    ("cpt_name is a folder", checkpoint_folder, "model.cpt is a directory"),
+    # the data path is missing too: the checkpoint must be what the message names
+    (
+        "train from a missing checkpoint",
+        lambda s: s.train("--cpt_load_path", str(s.tmp / "none.cpt"), data=missing_folder(s)),
+        "none.cpt",
+    ),
+    (
+        "train from a corrupt checkpoint",
+        lambda s: s.train("--cpt_load_path", str(s.file("bad.cpt", b"junk")), data=missing_folder(s)),
+        "bad.cpt",
+    ),
+    ("test a missing checkpoint", lambda s: s.test("--cpt_load_path", str(s.tmp / "none.cpt")), "none.cpt"),
+    (
+        "test a corrupt checkpoint",
+        lambda s: s.test("--cpt_load_path", str(s.file("bad.cpt", b"junk"))),
+        "bad.cpt",
+    ),
+    ("test a truncated checkpoint", lambda s: s.test("--cpt_load_path", str(truncated(s))), "cut.cpt"),
+    ("test on images of another size", lambda s: s.test(*s.folder((10, 10))), "fitted on (1, 8, 8)"),
+    ("resume another architecture", resume_with_the_default_width, "--backbone_width 4, not 16"),
+    ("missing data folder", lambda s: s.train(data=missing_folder(s)), "nothing not found"),
+    ("folder without images", lambda s: s.train(data=["--dataset", "folder"]), "No image files under"),
+    ("subfolder without images", lambda s: s.train(data=empty_folder(s)), "No image files under"),
+    ("unreadable image files", lambda s: s.train(data=bad_image(s)), "None of the 2 image files"),
+    ("CUDA error (multi-line)", cuda_error, "CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ("divergence", divergence, "NaN or infinite"),
+]
+
+
+#: cases that only fail on a machine without a GPU
+WITHOUT_GPU = {"train on a missing GPU", "test on a missing GPU", "GPU index 3"}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny digits model after one epoch."""
+    folder = tmp_path_factory.mktemp("digits")
+    argv = [
+        "train",
+        "--dataset",
+        "digits",
+        *TINY,
+        "--path",
+        str(folder),
+        "--output_dir",
+        str(folder),
+        "--cpt_name",
+        "d.cpt",
+    ]
+    assert run(argv) == 0
+    return folder / "d.cpt"
+
+
+def _params() -> list:
+    """:data:`CASES` as pytest parameters named after their case."""
+    no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+    return [
+        pytest.param(build, expected, id=name, marks=no_gpu if name in WITHOUT_GPU else ())
+        for name, build, expected in CASES
+    ]
+
+
+@pytest.mark.parametrize("build, expected", _params())
+def test_error_is_one_line_and_status_2(build, expected, tmp_path, checkpoint, monkeypatch, capsys):
+    argv = build(Setup(tmp_path, checkpoint, monkeypatch))
+    capsys.readouterr()
+    status = run(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.startswith("imc-cluster: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err, err
+
+
+def _train(setup, *flags):
+    _, photos, tmp = setup
+    return [
+        "train",
+        "--dataset",
+        "folder",
+        "--path",
+        photos,
+        *TINY_FOLDER,
+        "--output_dir",
+        tmp / "out",
+        *flags,
+    ]
+
+
+#: (name, argv builder (setup, tmp, tiny) -> argv, expected part of the one-line message)
+FOLDER_ERRORS = [
+    ("train without --n_clusters", lambda s, t, tiny: _train(s, "--image_size", 16), "--n_clusters K"),
+    ("train with --image_size 0", lambda s, t, tiny: _train(s, "--image_size", 0), "--image_size takes"),
+    ("train with three sides", lambda s, t, tiny: _train(s, "--image_size", 8, 8, 8), "--image_size takes"),
+    ("train with --image_size x", lambda s, t, tiny: _train(s, "--image_size", "x"), "invalid int value"),
+    ("train on mixed sizes", lambda s, t, tiny: _train(s, "--n_clusters", 2), "--image_size"),
+    (
+        "train on digits with --image_size",
+        lambda s, t, tiny: ["train", "--dataset", "digits", *TINY_FOLDER, "--image_size", 8],
+        "applies to 'folder' only",
+    ),
+    (
+        "test on an unlabelled folder",
+        lambda s, t, tiny: [
+            "test",
+            "--dataset",
+            "folder",
+            "--path",
+            s[1],
+            "--image_size",
+            16,
+            "--cpt_load_path",
+            s[0],
+            "--dev",
+            "cpu",
+        ],
+        "no labels to score",
+    ),
+]
+
+
+@pytest.mark.parametrize("build, expected", [pytest.param(b, e, id=n) for n, b, e in FOLDER_ERRORS])
+def test_folder_errors_are_one_line_and_status_2(build, expected, photos_model, photos, tmp_path, tiny):
+    status, _, err = run_captured(build((photos_model[0], photos, tmp_path), tmp_path, tiny))
+    assert status == 2, err
+    assert err.startswith("imc-cluster: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err, err
+
+
+def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    setup = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch)
+    setup.fail(cli, "load_dataset", KeyboardInterrupt())
+    assert run(setup.train()) == 130
+    assert capsys.readouterr().err == "imc-cluster: interrupted\n"
+
+
+@pytest.mark.parametrize("bug", [AttributeError("a typo"), KeyError("key"), NotImplementedError("todo")])
+def test_bugs_keep_their_traceback(bug, tmp_path, monkeypatch):
+    setup = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch)
+    setup.fail(cli, "load_dataset", bug)
+    with pytest.raises(type(bug)):
+        run(setup.train())
+
+
+def test_module_entry_point_exits_2_with_one_line(tmp_path, monkeypatch):
+    argv = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch).train("--batch_size", "1")
+    result = subprocess.run([sys.executable, "-m", "imc_cluster", *argv], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("imc-cluster: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "'batch_size'" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ the progress bar
+
+
+def test_no_progress_bar_when_stderr_is_a_pipe(tmp_path):
+    result = module(*train_argv(tmp_path, tmp_path / "out", 1))  # no --quiet
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1/1 |" in result.stdout
+    assert "IMC-SwAV" not in result.stderr and "\r" not in result.stderr and "step/s" not in result.stderr
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert run(train_argv(tmp_path, tmp_path / "bar", 1)) == 0
+    assert "IMC-SwAV" in sys.stderr.getvalue() and "epoch 1/1 |" in capsys.readouterr().out
+
+
+def test_verbose_follows_the_terminal_and_quiet(monkeypatch):
+    def verbose(*flags: str) -> int:
+        args = cli.parse_args(["train", "--dataset", "digits", *flags])
+        return cli.estimator_params(args, 10, (6, 4))["verbose"]
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert (verbose(), verbose("--quiet")) == (1, 0)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert (verbose(), verbose("--quiet")) == (0, 0)

@@ -1,0 +1,241 @@
+"""The predict command: the table, the picture and the summary of a folder predicted in bounded batches,
+its progress bar only on a terminal, and every error in one line."""
+
+import contextlib
+import csv
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imc_cluster import IMCSwAVClustering
+from imc_cluster.cli.main import main
+from imc_cluster.prediction.typical import PADDING
+
+#: the clusters of the model of the photos (the ``photos_model`` fixture)
+CLUSTERS = 3
+
+
+def _save(file: Path, array: np.ndarray) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(file, **({"quality": 95} if file.suffix == ".jpg" else {}))
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    """``imc-cluster argv`` in this process: exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main([str(arg) for arg in argv])
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def _rows(file: Path) -> list[dict]:
+    with open(file, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_writes_the_table_the_picture_and_the_summary(photos_model, photos, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder, ignore=shutil.ignore_patterns(".*"))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / ".hidden.png").write_bytes(b"skipped")
+    (folder / "notes.txt").write_text("skipped")
+    _save(folder / "album" / "big.png", np.full((90, 40, 3), 200, np.uint8))
+    out = tmp_path / "clusters"
+    status, text, err = run(
+        ["predict", "--cpt_load_path", photos_model[0], "--path", folder, "--output_dir", out, "--dev", "cpu"]
+    )
+    assert status == 0, err
+    assert err.startswith("imc-cluster: warning: skipped broken.jpg") and err.count("\n") == 1
+    assert "14 of 15 image files" in text and "1 unreadable" in text
+
+    rows = _rows(out / "clusters.csv")
+    readable = sorted(
+        [path.name for path in photos.iterdir() if path.is_file()] + ["album/big.png"],
+        key=lambda name: tuple(name.split("/")),
+    )
+    assert list(rows[0]) == ["path", "cluster", "confidence", "next_cluster", "next_confidence"]
+    assert [row["path"] for row in rows] == readable
+    clusters = np.array([int(row["cluster"]) for row in rows])
+    confidence = np.array([float(row["confidence"]) for row in rows])
+    runner_up = np.array([float(row["next_confidence"]) for row in rows])
+    assert ((clusters >= 0) & (clusters < CLUSTERS)).all()
+    assert ((confidence >= 0) & (confidence <= 1)).all() and (confidence >= runner_up).all()
+    assert all(int(row["next_cluster"]) != int(row["cluster"]) for row in rows)
+    assert (confidence >= 1 / CLUSTERS - 1e-6).all()
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"] == str(photos_model[0]) and summary["folder"] == str(folder.resolve())
+    assert (summary["n_files"], summary["n_predicted"], summary["n_unreadable"]) == (15, 14, 1)
+    assert summary["cluster_sizes"] == np.bincount(clusters, minlength=CLUSTERS).tolist()
+    for cluster, mean in enumerate(summary["mean_confidence"]):
+        members = confidence[clusters == cluster]
+        assert mean is None if not len(members) else mean == pytest.approx(members.mean(), abs=1e-5)
+    assert [entry["path"] for entry in summary["unreadable"]] == ["broken.jpg"]
+    assert "broken.jpg" in summary["unreadable"][0]["error"]
+    assert summary["outputs"] == {
+        "table": "clusters.csv",
+        "picture": "clusters.png",
+        "summary": "summary.json",
+    }
+
+    with Image.open(out / "clusters.png") as picture:
+        picture.load()
+    non_empty = len(set(clusters.tolist()))
+    assert picture.format == "PNG" and picture.height == PADDING + non_empty * (64 + PADDING)
+    assert not list(out.glob("*.tmp"))
+
+
+def test_predict_reads_in_bounded_batches_with_the_same_results(photos_model, photos, tmp_path, monkeypatch):
+    sizes = []
+    predict_proba = IMCSwAVClustering.predict_proba
+
+    def recording(self, X):
+        sizes.append(len(X))
+        return predict_proba(self, X)
+
+    monkeypatch.setattr(IMCSwAVClustering, "predict_proba", recording)
+    results = {}
+    for batch_size in (3, 100):
+        out = tmp_path / str(batch_size)
+        assert (
+            run(
+                [
+                    "predict",
+                    "--cpt_load_path",
+                    photos_model[0],
+                    "--path",
+                    photos,
+                    "--output_dir",
+                    out,
+                    "--batch_size",
+                    batch_size,
+                    "--quiet",
+                ]
+            )[0]
+            == 0
+        )
+        results[batch_size] = _rows(out / "clusters.csv")
+    assert sizes == [3, 3, 3, 3, 1, 13]
+    small, large = results[3], results[100]
+    assert [(r["path"], r["cluster"], r["next_cluster"]) for r in small] == [
+        (r["path"], r["cluster"], r["next_cluster"]) for r in large
+    ]
+    for key in ("confidence", "next_confidence"):
+        np.testing.assert_allclose([float(r[key]) for r in small], [float(r[key]) for r in large], atol=2e-6)
+
+
+def test_progress_bar_only_on_a_terminal(photos_model, photos, tmp_path, monkeypatch, capsys):
+    for terminal, quiet in ((False, False), (True, True), (True, False)):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda terminal=terminal: terminal)
+        flags = ["--quiet"] if quiet else []
+        assert (
+            main(
+                [
+                    "predict",
+                    "--cpt_load_path",
+                    str(photos_model[0]),
+                    "--path",
+                    str(photos),
+                    "--output_dir",
+                    str(tmp_path / "out"),
+                    *flags,
+                ]
+            )
+            == 0
+        )
+        err = capsys.readouterr().err
+        assert ("13/13" in err) == (terminal and not quiet), err
+
+
+# ---------------------------------------------------------------- errors of the command
+
+
+def _predict(setup, *flags):
+    checkpoint, photos, tmp = setup
+    base = {"--cpt_load_path": checkpoint, "--path": photos, "--output_dir": tmp / "out", "--dev": "cpu"}
+    base.update(dict(zip(flags[::2], flags[1::2])))
+    return ["predict", *[item for key, value in base.items() if value is not None for item in (key, value)]]
+
+
+def _folder(tmp: Path, name: str, files: dict[str, bytes | np.ndarray]) -> Path:
+    for file, content in files.items():
+        if isinstance(content, bytes):
+            (tmp / name).mkdir(parents=True, exist_ok=True)
+            (tmp / name / file).write_bytes(content)
+        else:
+            _save(tmp / name / file, content)
+    (tmp / name).mkdir(exist_ok=True)
+    return tmp / name
+
+
+def _vector_checkpoint(tmp: Path, tiny) -> Path:
+    X = np.random.default_rng(0).normal(size=(30, 6))
+    tiny(n_clusters=2).fit(X).save(tmp / "vectors.cpt")
+    return tmp / "vectors.cpt"
+
+
+#: (name, argv builder (setup, tmp, tiny) -> argv, expected part of the one-line message)
+ERRORS = [
+    ("predict without --path", lambda s, t, tiny: _predict(s, "--path", None), "required: --path"),
+    ("predict on a missing folder", lambda s, t, tiny: _predict(s, "--path", t / "none"), "none not found"),
+    ("predict on a file", lambda s, t, tiny: _predict(s, "--path", s[0]), "not found (or not a folder)"),
+    (
+        "predict on an empty folder",
+        lambda s, t, tiny: _predict(s, "--path", _folder(t, "empty", {})),
+        "No image files under",
+    ),
+    (
+        "predict on no readable image",
+        lambda s, t, tiny: _predict(s, "--path", _folder(t, "bad", {"a.png": b"x", "b.jpg": b""})),
+        "None of the 2 image files",
+    ),
+    (
+        "predict from a missing checkpoint",
+        lambda s, t, tiny: _predict(s, "--cpt_load_path", t / "none.cpt"),
+        "none.cpt",
+    ),
+    (
+        "predict from a corrupt checkpoint",
+        lambda s, t, tiny: _predict(s, "--cpt_load_path", _folder(t, "c", {"bad.cpt": b"junk"}) / "bad.cpt"),
+        "bad.cpt",
+    ),
+    (
+        "predict with a model of vectors",
+        lambda s, t, tiny: _predict(s, "--cpt_load_path", _vector_checkpoint(t, tiny)),
+        "feature vectors",
+    ),
+    (
+        "predict into a file",
+        lambda s, t, tiny: _predict(s, "--output_dir", s[0]),
+        "Cannot create the output folder",
+    ),
+    (
+        "predict under a file",
+        lambda s, t, tiny: _predict(s, "--output_dir", s[0] / "out"),
+        "Cannot create the output folder",
+    ),
+    ("predict with batch_size 0", lambda s, t, tiny: _predict(s, "--batch_size", 0), "--batch_size must be"),
+    (
+        "predict with batch_size abc",
+        lambda s, t, tiny: _predict(s, "--batch_size", "abc"),
+        "invalid int value",
+    ),
+    ("predict on an unknown device", lambda s, t, tiny: _predict(s, "--dev", "tpu"), "--dev must be"),
+]
+
+
+@pytest.mark.parametrize("build, expected", [pytest.param(b, e, id=n) for n, b, e in ERRORS])
+def test_errors_are_one_line_and_status_2(build, expected, photos_model, photos, tmp_path, tiny):
+    status, _, err = run(build((photos_model[0], photos, tmp_path), tmp_path, tiny))
+    assert status == 2, err
+    assert err.startswith("imc-cluster: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err, err

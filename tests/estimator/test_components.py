@@ -1,0 +1,17 @@
+"""The components of a fit from the estimator's parameters: the training precision and activation
+checkpointing."""
+
+import pytest
+import torch
+
+from imc_cluster.estimator import components
+
+
+def test_precision_and_checkpointing_options(tiny, rgb_images):
+    images, _ = rgb_images
+    est = tiny(activation_checkpointing=True, precision="float32").fit(images)
+    assert est.model_.encoder.checkpointing and components.training_dtype("float32", est.device_) is None
+    assert components.training_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    assert components.training_dtype("auto", torch.device("cpu")) is None
+    with pytest.raises(ValueError, match="precision"):
+        tiny(precision="float16").fit(images)
