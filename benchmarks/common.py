@@ -16,9 +16,9 @@ from imc_cluster import IMCSwAVClustering
 from imc_cluster.core.devices import resolve_device
 from imc_cluster.data.encoder import InputEncoder
 from imc_cluster.data.placement import place
-from imc_cluster.estimator import fitting
 from imc_cluster.estimator.components import make_trainer
 from imc_cluster.estimator.fitted import Fitted, initial_state
+from imc_cluster.estimator.params import checked_params
 from imc_cluster.training.distributed import World, device_for
 from imc_cluster.training.trainer import Trainer
 
@@ -29,8 +29,7 @@ def fit_trainer(
     """What ``estimator.fit(X)`` builds before its first step, in ``world`` (None: one process): the
     parameters, the fitted state (inputs, device, fresh network, training state), the trainer (network,
     views, normalisation, precision and memory format) and the encoded data on the training device."""
-    fitting.check_params(estimator)
-    params = estimator.get_params()
+    params = checked_params(estimator)
     inputs = InputEncoder(params["image_shape"], params["backbone"], params["normalization"])
     data = inputs.fit_encode(X, estimator)
     device = resolve_device(device_for(world, params["device"]))

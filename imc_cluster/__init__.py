@@ -7,6 +7,7 @@
 
 from imc_cluster.core import moved
 from imc_cluster.core.version import __version__
+from imc_cluster.data.arrays import AmbiguousImagesWarning
 from imc_cluster.data.folders import iter_image_batches, load_image_folder
 from imc_cluster.estimator.callbacks import EarlyStopping, StopTraining, TensorBoard
 from imc_cluster.estimator.estimator import IMCSwAVClustering
@@ -34,5 +35,6 @@ __all__ = [
     "TensorBoard",
     "StopTraining",
     "ConfigurationWarning",
+    "AmbiguousImagesWarning",
     "__version__",
 ]

@@ -6,6 +6,7 @@ so nothing here is imported by name: every shared value is a fixture.
 """
 
 import contextlib
+import copy
 import dataclasses
 import io
 import shlex
@@ -18,10 +19,14 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from imc_cluster import IMCSwAVClustering
+from imc_cluster.checkpoints.files import load_checkpoint, save_checkpoint
 from imc_cluster.cli.main import main
+from imc_cluster.estimator import params as parameters
 from imc_cluster.training.trainer import TrainingConfig
 
 #: a network small enough for CI: 4-channel ResNet-18, 10 prototypes, 16-unit head
+#: (tests/recorded/before_restructuring.json records fits of these parameters: changing them fails
+#: tests/estimator/test_recorded_fits.py)
 TINY = dict(
     backbone_width=4,
     n_prototypes=10,
@@ -76,6 +81,12 @@ PHOTOS_CLUSTERS = 3
 
 
 @pytest.fixture(autouse=True)
+def _configuration_warnings_anew():
+    """Every test sees the configuration warnings its fits give: the process gives each kind once."""
+    parameters._WARNED.clear()
+
+
+@pytest.fixture(autouse=True)
 def _two_threads():
     torch.set_num_threads(2)
 
@@ -92,13 +103,40 @@ def tiny():
     return lambda **params: IMCSwAVClustering(**{**TINY, "n_clusters": 3, **params})
 
 
-@pytest.fixture
-def rgb_images():
-    """24 random 12x12 RGB uint8 images (N, H, W, C) with three 'classes' of brightness."""
+def _brightness_classes() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 8)
     images = rng.integers(0, 80, size=(24, 12, 12, 3)) + 80 * labels[:, None, None, None]
     return images.astype(np.uint8), labels
+
+
+@pytest.fixture
+def rgb_images():
+    """24 random 12x12 RGB uint8 images (N, H, W, C) with three 'classes' of brightness, and their labels."""
+    return _brightness_classes()
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    """The images and labels of :func:`rgb_images`, shared by the tests of a module: do not change them."""
+    return _brightness_classes()
+
+
+@pytest.fixture(scope="module")
+def fitted_on_uint8(pixels, tiny_params):
+    """A tiny estimator fitted on the uint8 :func:`pixels`, shared by the tests of a module: copy it before
+    changing it."""
+    return IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(pixels[0])
+
+
+def _small_images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, size=(24, 8, 8, 3)).astype(np.uint8)
+
+
+@pytest.fixture
+def small_images():
+    """24 random 8x8 RGB uint8 images (N, H, W, C)."""
+    return _small_images()
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +151,32 @@ def spawn(pytestconfig):
             mp.start_processes(fn, args=args, nprocs=nprocs, start_method="spawn")
 
     return start
+
+
+# ------------------------------------------------------------------ a saved checkpoint
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tiny_params):
+    """A checkpoint of a tiny estimator fitted on :func:`small_images`, and those images."""
+    images = _small_images()
+    path = tmp_path_factory.mktemp("cpt") / "m.cpt"
+    IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(images).save(path)
+    return path, images
+
+
+@pytest.fixture
+def tampered(saved, tmp_path):
+    """``tampered(change)``: the :func:`saved` checkpoint with ``change(content)`` applied, written again
+    under a valid digest: an intact file whose content is wrong."""
+
+    def write(change) -> Path:
+        content = copy.deepcopy(load_checkpoint(saved[0]))
+        change(content)
+        save_checkpoint(content, tmp_path / "t.cpt", "test")
+        return tmp_path / "t.cpt"
+
+    return write
 
 
 # ------------------------------------------------------------------ the published method
@@ -145,12 +209,63 @@ def published_views(published) -> dict:
     return {name: published[name] for name in names}
 
 
+# ------------------------------------------------------------------ the command line
+
+
+def _run_cli(argv) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main([str(arg) for arg in argv])
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(argv)``: ``imc-cluster argv`` in this process, each argument made a string: its exit
+    status, stdout and stderr."""
+    return _run_cli
+
+
+def _folder_train_argv(path, output_dir, *flags) -> list:
+    return ["train", "--dataset", "folder", "--path", path, *PHOTOS_RUN, *flags, "--output_dir", output_dir]
+
+
+@pytest.fixture(scope="session")
+def folder_train_argv():
+    """``folder_train_argv(path, output_dir, *flags)``: the argv of a one-epoch ``imc-cluster train`` of a
+    tiny network (:data:`PHOTOS_RUN`, which ``flags`` follow and may override) on the image folder
+    ``path``."""
+    return _folder_train_argv
+
+
 # ------------------------------------------------------------------ a folder of photos and a model of them
 
 
-def save_image(file: Path, array: np.ndarray) -> None:
+def _save_photo(file: Path, array: np.ndarray) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(file, **({"quality": 95} if file.suffix == ".jpg" else {}))
+
+
+@pytest.fixture(scope="session")
+def save_photo():
+    """``save_photo(file, array)``: an (H, W) or (H, W, 3) uint8 array written as an image file, its folders
+    made, its format from the suffix (JPEG at quality 95)."""
+    return _save_photo
+
+
+@pytest.fixture(scope="session")
+def photos_run() -> list[str]:
+    """The flags of a one-epoch run of a tiny network on a folder of photos (:data:`PHOTOS_RUN`)."""
+    return list(PHOTOS_RUN)
+
+
+@pytest.fixture(scope="session")
+def photos_clusters() -> int:
+    """The number of clusters of :func:`photos_model` (:data:`PHOTOS_CLUSTERS`)."""
+    return PHOTOS_CLUSTERS
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +277,11 @@ def photos(tmp_path_factory) -> Path:
     for index in range(12):
         low = 0 if index % 2 else 170
         shape = (14 + index % 4 * 2, 16 + index % 3 * 4, 3)
-        save_image(
+        _save_photo(
             folder / f"photo{index:02d}.{'png' if index % 3 else 'jpg'}",
             rng.integers(low, low + 86, shape, dtype=np.uint8),
         )
-    save_image(folder / "grey.png", rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    _save_photo(folder / "grey.png", rng.integers(0, 256, (20, 20), dtype=np.uint8))
     return folder
 
 
@@ -175,22 +290,7 @@ def photos_model(photos, tmp_path_factory) -> tuple[Path, str]:
     """The checkpoint of a tiny model of :data:`PHOTOS_CLUSTERS` clusters trained on the unlabelled photos
     by ``imc-cluster train``, and what ``train`` printed."""
     out = tmp_path_factory.mktemp("run")
-    argv = [
-        "train",
-        "--dataset",
-        "folder",
-        "--path",
-        photos,
-        "--image_size",
-        "16",
-        "--n_clusters",
-        PHOTOS_CLUSTERS,
-        *PHOTOS_RUN,
-        "--output_dir",
-        out,
-    ]
-    printed, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(err):
-        status = main([str(arg) for arg in argv])
-    assert status == 0, err.getvalue()
-    return out / "model.cpt", printed.getvalue()
+    argv = _folder_train_argv(photos, out, "--image_size", "16", "--n_clusters", PHOTOS_CLUSTERS)
+    status, printed, err = _run_cli(argv)
+    assert status == 0, err
+    return out / "model.cpt", printed

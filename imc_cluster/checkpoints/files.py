@@ -20,15 +20,13 @@ import math
 import os
 import pickle
 import struct
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from imc_cluster.core.files import atomic_write
+from imc_cluster.core.files import atomic_write, probe_folder
 
 __all__ = [
     "FORMAT",
@@ -39,7 +37,6 @@ __all__ = [
     "load_checkpoint",
     "check_writable",
     "to_cpu",
-    "plain",
 ]
 
 #: identifies imc-cluster checkpoints
@@ -67,8 +64,7 @@ def check_writable(path: str | os.PathLike) -> Path:
         raise ValueError(f"Checkpoint path {path} is a directory; give a file name.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".probe"):
-            pass
+        probe_folder(folder)
     except OSError as error:
         raise ValueError(f"Cannot write checkpoints to {folder}: {error.strerror or error}.") from error
     return path
@@ -198,22 +194,6 @@ def to_cpu(state):
     return state
 
 
-def plain(value):
-    """A checkpoint-safe form of a parameter or record: numpy values become tensors or Python scalars,
-    tuples lists, path-likes strings."""
-    if isinstance(value, np.ndarray):
-        return value.tolist() if value.dtype.kind in "OUS" else torch.from_numpy(np.ascontiguousarray(value))
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (tuple, list)):
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
 # ---------------------------------------------------------------------------------------------- validation
 
 
@@ -339,6 +319,15 @@ def _validate_inputs(inputs: dict) -> None:
                 )
 
 
+def _plain_record_value(value, where: str) -> None:
+    """A history record's value: a number, a bool, a string, None, or a list of them."""
+    if isinstance(value, list):
+        for item in value:
+            _plain_record_value(item, where)
+    elif value is not None:
+        _expect(value, (int, float, bool, str), where)
+
+
 def _validate_fitted(fitted: dict) -> None:
     _keys(fitted, "fitted", set(_FITTED), frozenset(_FITTED_OPTIONAL))
     for key, kind in {**_FITTED, **_FITTED_OPTIONAL}.items():
@@ -349,7 +338,7 @@ def _validate_fitted(fitted: dict) -> None:
     for record in fitted["history_"]:
         for key, value in _expect(record, dict, "a history_ record").items():
             _expect(key, str, "a history_ key")
-            _expect(value, (int, float), f"history_[{key!r}]")
+            _plain_record_value(value, f"history_[{key!r}]")
     if "labels_" in fitted and (fitted["labels_"].dtype != torch.int64 or fitted["labels_"].dim() != 1):
         raise ValueError("fitted['labels_'] must be a 1-D int64 tensor")
     for name in fitted.get("feature_names_in_", []):

@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from imc_cluster.core.files import atomic_write
+from imc_cluster.core.files import atomic_write, probe_folder
 from imc_cluster.estimator.callbacks import TensorBoard
 from imc_cluster.estimator.estimator import IMCSwAVClustering
 
@@ -103,7 +103,8 @@ def check_json_path(path: str | None) -> None:
     Raises
     ------
     OSError
-        When ``path`` is a folder or its folder does not exist; the message names the flag.
+        When ``path`` is a folder, its folder does not exist or cannot take a file (a trial file is written
+        there and removed); the message names the flag.
     """
     if path is None or path == "-":
         return
@@ -112,6 +113,10 @@ def check_json_path(path: str | None) -> None:
         raise OSError(f"Cannot write --json {path}: it is a directory.")
     if not target.parent.is_dir():
         raise OSError(f"Cannot write --json {path}: the folder {target.parent} does not exist.")
+    try:
+        probe_folder(target.parent)
+    except OSError as error:
+        raise OSError(f"Cannot write --json {path}: {error.strerror or error}.") from error
 
 
 def write_json(path: str, report: dict) -> None:

@@ -1,7 +1,7 @@
 """What counts as a number: Python's and numpy's integers and reals, never a bool (``True`` is not 1 epoch).
 
 Every parameter that takes a number accepts numpy scalars too, as scikit-learn does (a grid built from
-``np.arange`` gives them).
+``np.arange`` gives them); :func:`to_python` turns them into Python numbers once they are read.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-__all__ = ["NumberError", "is_integer", "is_real", "check_integer", "check_real"]
+import numpy as np
+
+__all__ = ["NumberError", "is_integer", "is_real", "check_integer", "check_real", "to_python"]
 
 
 class NumberError(ValueError, TypeError):
@@ -42,3 +44,18 @@ def check_real(name: str, value, low: float = 0.0, high: float = math.inf) -> fl
     if not is_real(value) or not (low <= value <= high) or not math.isfinite(value):
         raise NumberError(f"{name} must be a finite number in [{low}, {high}], got {value!r}.")
     return float(value)
+
+
+def to_python(value):
+    """``value`` with every numpy scalar made a Python number (or bool, str) and every numpy array a (nested)
+    list, at any depth of tuples, lists and dicts: what parameters and records hold once they are read or
+    stored, whatever numpy types a user passed."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_python(item) for item in value)
+    if isinstance(value, dict):
+        return {to_python(key): to_python(item) for key, item in value.items()}
+    return value

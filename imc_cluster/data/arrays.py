@@ -14,9 +14,11 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
+from imc_cluster.core.callers import user_stacklevel
 from imc_cluster.data.placement import batches
 
 __all__ = [
+    "AmbiguousImagesWarning",
     "PreparedData",
     "is_dataset",
     "ndim",
@@ -97,7 +99,28 @@ def as_array_like(X):
                 f"{type(batches[0]).__name__}."
             )
         return torch.cat([batch.detach().cpu() for batch in batches]).numpy()
+    if isinstance(X, (list, tuple)):
+        _check_same_shapes(X)
     return X
+
+
+def _check_same_shapes(samples) -> None:
+    """A list of samples (images or vectors) must be of one shape: a clear error for a ragged list."""
+    shapes = []
+    for sample in samples:
+        try:
+            shape = np.shape(sample)
+        except ValueError:  # a ragged sample itself
+            shape = None
+        if shape not in shapes:
+            shapes.append(shape)
+    if len(shapes) > 1:
+        shown = ", ".join("ragged" if shape is None else str(shape) for shape in shapes[:3])
+        raise ValueError(
+            f"X is a list of {len(samples)} samples of {len(shapes)} different shapes ({shown}"
+            f"{', ...' if len(shapes) > 3 else ''}): every sample must have the same shape. Bring images to "
+            "one size first (load_image_folder(path, image_size=S) does it for image files)."
+        )
 
 
 def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int]:
@@ -139,17 +162,44 @@ def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int]:
     return shape
 
 
-def _channels_first(array: np.ndarray) -> np.ndarray:
+class AmbiguousImagesWarning(UserWarning):
+    """Images whose channel axis could be the second or the last one (both have 1 or 3 entries)."""
+
+
+def _channels_first(array: np.ndarray, expected: tuple[int, ...] | None = None) -> np.ndarray:
     """(N, H, W, C) or (N, C, H, W) -> (N, C, H, W); channels-last when the last axis has 1 or 3 entries
-    and the second does not."""
-    if array.shape[-1] in _VALID_CHANNELS and array.shape[1] not in _VALID_CHANNELS:
+    and the second does not. Where both have (``(N, 1, H, 3)``, say), the reading whose ``(C, H, W)`` is
+    ``expected`` (the fitted images, or ``image_shape``), else channels-first with a warning."""
+    last, second = array.shape[-1] in _VALID_CHANNELS, array.shape[1] in _VALID_CHANNELS
+    if last and not second:
         return array.transpose(0, 3, 1, 2)
-    if array.shape[1] in _VALID_CHANNELS:
+    if not second:
+        raise ValueError(
+            f"Cannot find the channel axis of images shaped {array.shape[1:]}: images must have 1 or 3 "
+            "channels, as (N, H, W, C) or (N, C, H, W)."
+        )
+    if not last:
         return array
-    raise ValueError(
-        f"Cannot find the channel axis of images shaped {array.shape[1:]}: images must have 1 or 3 channels, "
-        "as (N, H, W, C) or (N, C, H, W)."
-    )
+    as_last = array.transpose(0, 3, 1, 2)
+    matching = [r for r in (array, as_last) if expected is not None and _fits(r.shape[1:], expected)]
+    if len(matching) == 1:
+        return matching[0]
+    if expected is None:
+        n, c, h, w = array.shape
+        warnings.warn(
+            f"X of shape {array.shape} reads as {n} images of {c} channel(s) of {h}x{w} pixels "
+            f"(channels-first, as read) or of {w} channel(s) of {c}x{h} pixels (channels-last). Pass "
+            f"image_shape=({h}, {w}, {c}) to confirm this reading, or image_shape=({c}, {h}, {w}) for the "
+            "other.",
+            AmbiguousImagesWarning,
+            stacklevel=user_stacklevel(),
+        )
+    return array
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """Whether images of ``(C, H, W)`` ``shape`` are of ``expected`` ``(C, H, W)``, or ``(H, W)`` (any C)."""
+    return tuple(shape) == tuple(expected) or (len(expected) == 2 and tuple(shape[1:]) == tuple(expected))
 
 
 #: value ranges that the dtype itself states
@@ -180,6 +230,12 @@ def pixel_range(array: np.ndarray, fitted: tuple[float, float] | None = None) ->
     if array.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
         return 0.0, 1.0
     if fitted is not None:
+        if array.dtype.kind == "f" and tuple(fitted) in _DTYPE_RANGES.values() and high < 0.05 * fitted[1]:
+            raise ValueError(
+                f"X holds floats in [{low:g}, {high:g}]: neither in [0, 1] (read as such) nor on the "
+                f"[0, {fitted[1]:g}] scale of the estimator's training images, on which they would be nearly "
+                "black. Pass floats in [0, 1], or values on that scale."
+            )
         return tuple(fitted)
     if array.dtype.kind in "iu" and low >= 0 and high <= 65535:
         return (0.0, 255.0) if high <= 255 else (0.0, 65535.0)
@@ -219,15 +275,20 @@ def as_tensor(images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(images)
 
 
-def images_from_array(array: np.ndarray, image_shape) -> np.ndarray:
-    """Images (N, C, H, W) from a validated 2-D, 3-D or 4-D array, still in the input's dtype."""
+def images_from_array(array: np.ndarray, image_shape, expected: tuple[int, ...] | None = None) -> np.ndarray:
+    """Images (N, C, H, W) from a validated 2-D, 3-D or 4-D array, still in the input's dtype. The channel
+    axis of a 4-D array whose second and last axes could both be channels is the one that gives images of
+    ``expected`` ``(C, H, W)`` (the fitted images), or of ``image_shape``."""
     if array.ndim == 2:
         height, width, channels = resolve_image_shape(image_shape, array.shape[1])
         return array.reshape(-1, height, width, channels).transpose(0, 3, 1, 2)
     if array.ndim == 3:
         return array[:, None]
     if array.ndim == 4:
-        return _channels_first(array)
+        if expected is None and image_shape is not None and -1 not in image_shape:
+            shape = tuple(image_shape)
+            expected = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+        return _channels_first(array, expected)
     raise ValueError(f"Expected 2-D, 3-D or 4-D image data, got an array with {array.ndim} dimensions.")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from imc_cluster.core.files import atomic_write
 from imc_cluster.core.numbers import is_integer
@@ -127,9 +128,17 @@ def _check_pixel_limit(image: Image.Image) -> None:
         raise Image.DecompressionBombError(f"Image size ({pixels} pixels) exceeds limit of {limit} pixels.")
 
 
+#: EXIF orientations that turn the image by a quarter (its upright height is the stored width)
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
 def _draft(image: Image.Image, size: tuple[int, int]) -> None:
-    """Let a JPEG decode at a reduced scale (PIL's draft mode) that still covers ``size`` after the crop."""
-    scale = max(size[0] / image.height, size[1] / image.width)
+    """Let a JPEG decode at a reduced scale (PIL's draft mode) that still covers ``size`` once the image is
+    turned upright by its EXIF orientation and centre-cropped."""
+    height, width = image.height, image.width
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in _QUARTER_TURNS:
+        height, width = width, height
+    scale = max(size[0] / height, size[1] / width)
     if scale < 1:
         image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
 
@@ -188,8 +197,15 @@ def decode_images(
     Without ``size`` the files must share one size. ``channels`` None gives one grey channel when every
     file is grey, else RGB with grey images repeated over the channels; 1 or 3 force that many (see
     :func:`decode_file`). A file that cannot be decoded raises (``on_error="raise"``) or is left out and
-    reported in ``failures`` (``"skip"``); when none decodes, ``images`` is empty.
+    reported in ``failures`` (``"skip"``); when none decodes, ``images`` is empty. An image over PIL's pixel
+    limit is such a failure, named once by us (PIL's own DecompressionBombWarning is not shown beside it).
     """
+    with warnings.catch_warnings():  # around the whole pool: the filters are process-wide
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _decode_images(files, channels, size, on_error)
+
+
+def _decode_images(files: list[Path], channels: int | None, size: tuple[int, int] | None, on_error: str):
     failures: dict[int, str] = {}
     start, first = _first_decodable(files, channels, size, on_error, failures)
     if first is None:

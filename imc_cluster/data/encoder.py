@@ -100,7 +100,9 @@ class InputEncoder:
             images = data_lib.images_from_dataset(X) if data_lib.is_dataset(X) else np.asarray(X)
             if images.dtype.kind not in "uifb":
                 raise TypeError(f"Images must be numeric, got dtype {images.dtype}.")
-            return self._images(data_lib.images_from_array(data_lib.check_images(images), None), reset)
+            expected = None if reset or not self.is_image else self.sample_shape
+            array = data_lib.images_from_array(data_lib.check_images(images), self.image_shape, expected)
+            return self._images(array, reset, images.shape)
         array = validate_data(estimator, X, reset=reset, dtype="numeric", ensure_min_samples=1)
         if array.dtype.kind not in "uifb":
             array = array.astype(np.float64)
@@ -108,7 +110,9 @@ class InputEncoder:
             return self._images(data_lib.images_from_array(array, self.image_shape), reset)
         return self._vectors(array, reset)
 
-    def _images(self, images: np.ndarray, reset: bool) -> data_lib.PreparedData:
+    def _images(
+        self, images: np.ndarray, reset: bool, given: tuple[int, ...] | None = None
+    ) -> data_lib.PreparedData:
         if self.backbone == "mlp":
             raise ValueError(
                 "backbone='mlp' takes plain feature vectors, but X holds images; use a ResNet "
@@ -126,9 +130,16 @@ class InputEncoder:
                 f"feature vectors of {self.sample_shape[0]} values."
             )
         elif shape != self.sample_shape:
+            channels, height, width = self.sample_shape
+            one = given is not None and tuple(given) in (
+                (height, width, channels),
+                self.sample_shape,
+                (height, width),
+            )
+            hint = " X is one image of the fitted shape: pass a batch of one, X[None]." if one else ""
             raise ValueError(
                 f"X holds images of shape (C, H, W) = {shape}, but the estimator was fitted on "
-                f"{self.sample_shape}."
+                f"{self.sample_shape}.{hint}"
             )
         value_range = data_lib.pixel_range(images, fitted=self.pixel_range)
         return data_lib.PreparedData(

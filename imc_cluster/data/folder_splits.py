@@ -28,7 +28,8 @@ def _check_test_classes(path: Path, classes: list[str], test_files: list[str]) -
     extra = sorted(set(tops) - set(classes))
     if extra or loose:
         found = (
-            f"class folders that {path / 'train'} lacks: {', '.join(extra)}"
+            f"class folders that {path / 'train'} lacks, or whose files there cannot be decoded: "
+            f"{', '.join(extra)}"
             if extra
             else f"{loose} image file(s) outside class folders"
         )
@@ -87,9 +88,19 @@ def load_folder_splits(
         return train, train
     test_files = find_image_files(path / "test")
     if classes is not None:
-        _check_test_classes(path, classes, test_files)
+        _check_test_classes(path, train.classes, test_files)
     test = _warn_skipped(
-        read_folder(path / "test", test_files, classes, path, "test", size, train.images.shape[3], "skip")
+        read_folder(
+            path / "test",
+            test_files,
+            train.classes or None,
+            path,
+            "test",
+            size,
+            train.images.shape[3],
+            "skip",
+            keep_empty_classes=True,
+        )
     )
     if train.images.shape[1:3] != test.images.shape[1:3]:
         raise ValueError(

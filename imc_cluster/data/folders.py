@@ -196,9 +196,12 @@ def read_folder(
     size: tuple[int, int] | None,
     channels: int | None,
     on_error: str,
+    *,
+    keep_empty_classes: bool = False,
 ) -> ImageFolderData:
     """Decode the files ``paths`` of ``tree`` (through the cache under ``cache_root``), labelled by
-    ``classes``."""
+    ``classes``. A class folder none of whose files decodes is no class (its files are failures), unless
+    ``keep_empty_classes`` (a test split labelled by the training split's classes)."""
     files = [tree / path for path in paths]
     decoded = cached_decode(files, cache_root, split, channels, size, on_error)
     if len(decoded.images) == 0:
@@ -210,6 +213,9 @@ def read_folder(
     keep = [index for index in range(len(files)) if index not in failed]
     labels = None
     if classes is not None:
+        if not keep_empty_classes:
+            readable = {paths[at].split("/")[0] for at in keep}
+            classes = [name for name in classes if name in readable]
         index = {name: label for label, name in enumerate(classes)}
         labels = np.array([index[paths[at].split("/")[0]] for at in keep], dtype=np.int64)
     failures = [ImageFailure(paths[at], error) for at, error in decoded.failures]
@@ -318,7 +324,11 @@ def iter_image_batches(
     _check_options(None, channels, on_error, any_channels=False)
     batch_size = check_integer("batch_size", batch_size)
     root = Path(path).expanduser()
-    files = find_image_files(root) if files is None else files
+    if isinstance(files, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"files must be a list of file names, got the single name {files!r}; pass [{files!r}]."
+        )
+    files = find_image_files(root) if files is None else list(files)
     first = None  # (path, shape) of the first image, which every later one must match without image_size
     for start in range(0, len(files), batch_size):
         paths = [str(name) for name in files[start : start + batch_size]]

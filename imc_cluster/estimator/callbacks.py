@@ -5,6 +5,21 @@ epoch's ``history_`` record. One that raises :class:`StopTraining` ends the fit 
 callbacks still see the epoch). A callback may also have methods ``on_fit_begin(estimator)`` and
 ``on_fit_end(estimator)``, which ``fit`` calls before the first epoch of every fit and after its last one
 (also when the fit fails).
+
+What a callback may do. The estimator it receives holds the fitted attributes of the epoch just completed
+(``model_``, ``history_``, ``n_iter_``, ``training_state_``, ...), and its network is in evaluation mode
+while callbacks run. A callback may
+
+* read any attribute, and ``predict``, ``predict_proba``, ``transform`` or ``score`` any data, such as a
+  validation set: inference touches neither the weights, the BatchNorm statistics nor the random streams
+  of the training, so the fit goes on exactly as it would without the callback;
+* write the estimator with ``save(path)``;
+* add entries to the record (numbers, bools, strings, None or lists of them), which stay in ``history_``
+  and in checkpoints (any other value is kept there as its ``repr``);
+* raise :class:`StopTraining`.
+
+It must not change the estimator: calling ``fit`` from a callback is refused (a RuntimeError), and changes
+to its parameters or weights are not rolled back or checked.
 """
 
 from __future__ import annotations
@@ -142,7 +157,7 @@ class TensorBoard:
                 "pip install 'imc-cluster[tensorboard]'."
             ) from error
         self._writer_class = SummaryWriter
-        self.log_dir, self.purge = os.fspath(log_dir), bool(purge)
+        self.log_dir, self.purge = _check_log_dir(log_dir), bool(purge)
         self._writer = None
 
     def __call__(self, estimator, record: dict) -> None:
@@ -174,6 +189,23 @@ class TensorBoard:
         return self._writer_class(self.log_dir, purge_step=purge_step, filename_suffix=EVENT_FILE_SUFFIX)
 
 
+def _check_log_dir(log_dir) -> str:
+    """``log_dir`` as a string, or a ValueError now (not at the first epoch) when it cannot be a folder of
+    event files: a file, under a file, or in a folder that cannot be written."""
+    if not isinstance(log_dir, (str, os.PathLike)):
+        raise TypeError(f"log_dir must be a path, got {type(log_dir).__name__}.")
+    path = Path(log_dir).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under the file {existing}"
+        raise ValueError(f"TensorBoard log_dir {path} {where}: give a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"TensorBoard log_dir {path} cannot be written: {existing} is not writable.")
+    return os.fspath(path)
+
+
 # ------------------------------------------------------------------------------------ how fit runs them
 
 
@@ -197,11 +229,12 @@ def epoch_callbacks(est, callbacks: list, world: World | None):
 
     def run_all(record: dict) -> None:
         stop = None
-        for callback in callbacks if is_main(world) else ():
-            try:
-                callback(est, record)
-            except StopTraining as request:
-                stop = stop or request
+        with _evaluation_mode(est):
+            for callback in callbacks if is_main(world) else ():
+                try:
+                    callback(est, record)
+                except StopTraining as request:
+                    stop = stop or request
         if world is not None:
             stop = world.broadcast(stop)
         if stop is not None:
@@ -214,13 +247,30 @@ def epoch_callbacks(est, callbacks: list, world: World | None):
 def callback_session(est, callbacks: list):
     """The callbacks' optional ``on_fit_begin(est)`` before the epochs, and ``on_fit_end(est)`` after them
     (also when the fit fails)."""
-    for callback in callbacks:
-        getattr(callback, "on_fit_begin", _nothing)(est)
+    with _evaluation_mode(est):
+        for callback in callbacks:
+            getattr(callback, "on_fit_begin", _nothing)(est)
     try:
         yield
     finally:
-        for callback in callbacks:
-            getattr(callback, "on_fit_end", _nothing)(est)
+        with _evaluation_mode(est):
+            for callback in callbacks:
+                getattr(callback, "on_fit_end", _nothing)(est)
+
+
+@contextlib.contextmanager
+def _evaluation_mode(est):
+    """The estimator's network in evaluation mode for the callbacks (so that they can predict), then back in
+    the mode the training left it in."""
+    model = getattr(est, "model_", None)
+    training = model is not None and model.training
+    if model is not None:
+        model.eval()
+    try:
+        yield
+    finally:
+        if model is not None:
+            model.train(training)
 
 
 def _nothing(est) -> None:

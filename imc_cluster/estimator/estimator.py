@@ -10,6 +10,7 @@ is in :mod:`~imc_cluster.inference.outputs`, and the checkpoint format in
 from __future__ import annotations
 
 import copy
+import weakref
 
 import numpy as np
 import torch
@@ -18,13 +19,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from imc_cluster.data.arrays import true_labels
 from imc_cluster.estimator import fitting
-from imc_cluster.estimator.params import PARAMETER_CONSTRAINTS
+from imc_cluster.estimator.params import PARAMETER_CONSTRAINTS, checked_params
 from imc_cluster.estimator.persistence import CheckpointMixin
 from imc_cluster.inference.outputs import outputs
 from imc_cluster.metrics import cluster_accuracy, information_score
 from imc_cluster.training.trainer import DivergenceError
 
 __all__ = ["IMCSwAVClustering"]
+
+#: the estimators whose fit is running (a callback must not start another)
+_FITTING: weakref.WeakSet = weakref.WeakSet()
 
 
 class IMCSwAVClustering(
@@ -310,12 +314,18 @@ class IMCSwAVClustering(
             complete epoch (and as before ``fit`` when the first epoch diverged); the checkpoint, if any,
             still holds that last good epoch.
         """
+        if self in _FITTING:
+            raise RuntimeError(
+                "fit was called while this estimator is fitting (from a callback?): a callback may predict, "
+                "transform, score or save the estimator, not fit it."
+            )
         previous = dict(self.__dict__)
         resume = bool(self.warm_start) and hasattr(self, "model_")
         # a warm start trains model_ in place: keep its weights to put back if the fit fails
         weights = copy.deepcopy(self.model_.state_dict()) if resume else None
         if not resume:
             self.__dict__.pop("feature_names_in_", None)  # of an earlier fit: only a named 2-D X sets them
+        _FITTING.add(self)
         try:
             fitting.fit(self, X, eval_set, callbacks, head_mask, publish=self._set_fitted)
         except BaseException as error:
@@ -325,6 +335,8 @@ class IMCSwAVClustering(
             ):
                 self._restore(previous, weights)
             raise
+        finally:
+            _FITTING.discard(self)
         return self
 
     def _set_fitted(self, fitted: fitting.Fitted) -> None:
@@ -345,7 +357,7 @@ class IMCSwAVClustering(
         """``model_``'s ``network`` ("cluster_logits" or "encoder") on ``X``, encoded as the training data
         were."""
         check_is_fitted(self, "model_")
-        self._validate_params()  # inference reads batch_size and precision
+        params = checked_params(self)  # inference reads batch_size and precision
         values = self.inputs_.encode(X, self).values
         return outputs(
             getattr(self.model_, network),
@@ -353,8 +365,8 @@ class IMCSwAVClustering(
             self.inputs_,
             values,
             device=self.device_,
-            batch_size=self.batch_size,
-            precision=self.precision,
+            batch_size=params["batch_size"],
+            precision=params["precision"],
         )
 
     def predict(self, X) -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,18 +52,20 @@ from imc_cluster.training.trainer import LOSS_TERMS, DivergenceError, Trainer
 __all__ = ["fit"]
 
 
-def check_params(est) -> None:
-    """Every parameter's type, range and structure, before any work starts."""
-    est._validate_params()
-    parameters.check_params(est.get_params())
-
-
 def fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], None]) -> None:
     """Fit on ``X`` with the parameters of ``est`` (see :meth:`IMCSwAVClustering.fit`), handing what is
-    fitted to ``publish`` after every epoch and at the end."""
-    check_params(est)
-    params = est.get_params()
+    fitted to ``publish`` after every epoch and at the end. Gradients are on whatever the caller's mode
+    (``torch.no_grad()``, ``torch.inference_mode()``), and the caller's global random state is untouched."""
+    with torch.inference_mode(False), torch.enable_grad():
+        _fit(est, X, eval_set, callbacks, head_mask, publish)
+
+
+def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], None]) -> None:
+    params = parameters.checked_params(est)
     callbacks = check_callbacks(callbacks)
+    world = current_world()
+    main = is_main(world)
+    device = resolve_device(device_for(world, params["device"]))
     resume = bool(params["warm_start"]) and hasattr(est, "model_")
     inputs = (
         est.inputs_
@@ -75,18 +78,14 @@ def fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], None
     n_samples = data.values.shape[0]
     if n_samples < max(2, params["n_clusters"]):
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={params['n_clusters']} (and >= 2).")
-    if data.is_image:
-        components.crop_sizes(params, *inputs.sample_shape[1:])
+    crops = components.crop_sizes(params, *inputs.sample_shape[1:]) if data.is_image else None
     evaluation = _eval_set(est, inputs, eval_set)
     mask = _head_mask(head_mask, n_samples)
-    world = current_world()
-    main = is_main(world)
     if params["checkpoint_path"] is not None and main:
         check_writable(params["checkpoint_path"])
-    device = resolve_device(device_for(world, params["device"]))
     if world is not None and device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-    parameters.warn_about_run(params, n_samples)
+    parameters.warn_about_run(params, n_samples, crops, 1 if world is None else world.size)
     if resume:
         fitted = Fitted.of(est)
         fitted.device = device
@@ -239,19 +238,27 @@ def _finish(
     fitted.labels = fitted.logits(params, values).argmax(dim=1).numpy().astype(np.int64)
 
 
+@contextlib.contextmanager
 def _checkpoint_lock(path):
-    """Hold ``path + ".lock"`` for the whole fit, so that two processes never write the same checkpoint; a
-    second one fails at once."""
+    """Hold ``path + ".lock"`` for the whole fit, so that two processes never write the same checkpoint (a
+    second one fails at once); the lock file is removed when the fit ends."""
     if path is None:
-        return contextlib.nullcontext()
+        yield
+        return
     lock = FileLock(os.fspath(path) + ".lock", timeout=0)
     try:
-        return lock.acquire()  # a context manager that releases the lock on exit
+        lock.acquire()
     except Timeout:
         raise ValueError(
             f"Another process is training into {path} (its lock {lock.lock_file} is held); choose "
             "another checkpoint path."
         ) from None
+    try:
+        yield
+    finally:
+        # removed while still held: a fit that starts now makes a new lock file, and this one writes no more
+        Path(lock.lock_file).unlink(missing_ok=True)
+        lock.release()
 
 
 def _postfix(record: dict) -> dict[str, str]:

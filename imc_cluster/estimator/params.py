@@ -8,7 +8,6 @@ Every default is the estimator's signature; every check is here or in the functi
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from numbers import Integral, Real
 
@@ -16,12 +15,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from imc_cluster.augmentation.crop_sizes import as_crop_size
 from imc_cluster.augmentation.multicrop import check_color_jitter, check_normalization, check_scale
-from imc_cluster.core.devices import resolve_device
-from imc_cluster.core.numbers import is_integer
+from imc_cluster.core.callers import user_stacklevel
+from imc_cluster.core.numbers import is_integer, to_python
 from imc_cluster.data.encoder import check_image_shape
 from imc_cluster.model.networks import RESNET_LAYOUTS
 
 __all__ = [
+    "checked_params",
     "ARCHITECTURE_PARAMS",
     "PARAMETER_CONSTRAINTS",
     "ConfigurationWarning",
@@ -60,14 +60,14 @@ PARAMETER_CONSTRAINTS: dict = {
     },
     **{key: [Interval(Integral, 2, None, closed="left")] for key in ("n_prototypes", "batch_size")},
     **{
-        key: [Interval(Integral, 1, None, closed="left"), tuple, list, None]
+        key: [Interval(Integral, 1, None, closed="left"), "array-like", None]
         for key in ("large_crop_size", "small_crop_size")
     },
     **{
-        key: [tuple, list]
+        key: ["array-like"]
         for key in ("large_crop_scale", "small_crop_scale", "color_jitter", "betas", "lr_milestones")
     },
-    **{key: [tuple, list, None] for key in ("image_shape", "normalization")},
+    **{key: ["array-like", None] for key in ("image_shape", "normalization")},
     **{
         key: [Interval(Real, 0, 1, closed="both")]
         for key in ("flip_prob", "color_jitter_prob", "grayscale_prob")
@@ -101,15 +101,31 @@ def _pair(name: str, value, low: float, high: float) -> tuple[float, float]:
     return first, second
 
 
+def checked_params(est) -> dict:
+    """The parameters of ``est``, every one checked (scikit-learn's constraints, then :func:`check_params`),
+    as plain Python values: numpy numbers and arrays (a grid search built from ``np.array`` gives them) read
+    as Python numbers and lists."""
+    est._validate_params()
+    params = to_python(est.get_params())
+    check_params(params)
+    return params
+
+
 def check_params(params: dict) -> None:
-    """Checks beyond ``_parameter_constraints``: the contents of tuple parameters, and the device."""
+    """Checks beyond ``_parameter_constraints``: no bool where a number goes, and the contents of tuple
+    parameters (the device is resolved where it is used)."""
+    for name, constraints in PARAMETER_CONSTRAINTS.items():
+        if isinstance(params[name], bool) and any(isinstance(c, Interval) for c in constraints):
+            raise ValueError(f"{name} must be a number, not a bool, got {params[name]!r}.")
     check_scale("large_crop_scale", params["large_crop_scale"])
     check_scale("small_crop_scale", params["small_crop_scale"])
     _pair("betas", params["betas"], 0.0, 1.0 - 1e-12)
     check_color_jitter(params["color_jitter"])
-    if any(not is_integer(m) or m < 0 for m in params["lr_milestones"]):
+    milestones = list(params["lr_milestones"])
+    if any(not is_integer(m) or m < 0 for m in milestones) or milestones != sorted(milestones):
+        hint = f"; did you mean {sorted(milestones)}?" if all(map(is_integer, milestones)) else "."
         raise ValueError(
-            f"lr_milestones must be non-negative epoch numbers, got {params['lr_milestones']!r}."
+            f"lr_milestones must be non-negative epoch numbers in increasing order, got {milestones!r}{hint}"
         )
     if params["n_large_crops"] + params["n_small_crops"] < 2:
         raise ValueError(
@@ -121,48 +137,61 @@ def check_params(params: dict) -> None:
     as_crop_size("small_crop_size", params["small_crop_size"])
     if params["normalization"] is not None:
         check_normalization(params["normalization"])
-    resolve_device(params["device"])
 
 
 class ConfigurationWarning(UserWarning):
     """Parameters that work, but waste much of a fit on its data (see :func:`warn_about_run`)."""
 
 
-def warn_about_run(params: dict, n_samples: int) -> None:
+#: the kinds of configuration warning this process gave already: each is given once (a grid search fits
+#: many estimators alike)
+_WARNED: set[str] = set()
+
+
+def warn_about_run(
+    params: dict, n_samples: int, crops: tuple[tuple[int, int], tuple[int, int]] | None = None, ranks: int = 1
+) -> None:
     """A :class:`ConfigurationWarning`, pointing at the caller of ``fit``, for each setting that wastes a fit
-    on ``n_samples`` samples: a warm-up longer than the whole run, more prototypes than samples, or a batch
-    size that leaves more than a tenth of the samples out of every epoch."""
+    on ``n_samples`` samples: a warm-up longer than the whole run, more prototypes than samples, a batch size
+    that leaves more than a tenth of the samples out of every epoch (``ranks`` processes share each batch),
+    one cluster, or small crops larger than the large ones (``crops``: the fit's (large, small) crop sizes).
+    Each kind of warning is given once per process."""
     batch = min(params["batch_size"], n_samples)
     steps, dropped = divmod(n_samples, batch)
     total = params["max_epochs"] * steps
-    messages = []
+    messages = {}
     if params["warmup_updates"] > total:
-        messages.append(
+        messages["warmup"] = (
             f"warmup_updates={params['warmup_updates']} exceeds the updates of the whole run, {total} "
             f"(max_epochs={params['max_epochs']} x {steps} per epoch of batch_size={batch} on {n_samples} "
             "samples): the learning rate never reaches learning_rate and the prototypes never train; "
             "lower warmup_updates."
         )
     if params["n_prototypes"] > n_samples:
-        messages.append(
+        messages["prototypes"] = (
             f"n_prototypes={params['n_prototypes']} exceeds the {n_samples} samples: the equipartitioned "
             "Sinkhorn codes leave most prototypes without any sample; use fewer prototypes."
         )
     if 10 * dropped > n_samples:
-        better = n_samples // (steps + 1)
-        messages.append(
+        better = max(ranks, n_samples // (steps + 1) // ranks * ranks)
+        shared = f" (a multiple of the {ranks} processes)" if ranks > 1 else ""
+        messages["dropped"] = (
             f"batch_size={params['batch_size']} leaves {dropped} of the {n_samples} samples "
             f"({dropped / n_samples:.0%}) out of every epoch, which has {steps} full batch(es) of {batch}; "
-            f"e.g. batch_size={better} leaves {n_samples % better} out."
+            f"e.g. batch_size={better}{shared} leaves {n_samples % better} out."
         )
-    for message in messages:
-        warnings.warn(message, ConfigurationWarning, stacklevel=_outside_package())
-
-
-def _outside_package() -> int:
-    """The ``stacklevel``, for a warning issued by the caller, of the first frame outside this package."""
-    package = os.path.dirname(os.path.dirname(__file__)) + os.sep  # imc_cluster/
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
+    if params["n_clusters"] == 1:
+        messages["one cluster"] = (
+            "n_clusters=1: every sample falls in the one cluster, and the cluster head has nothing to learn; "
+            "use n_clusters >= 2 to find groups."
+        )
+    if crops is not None and crops[1][0] * crops[1][1] > crops[0][0] * crops[0][1]:
+        messages["crops"] = (
+            f"the small crops ({crops[1][0]}x{crops[1][1]}) are larger than the large ones "
+            f"({crops[0][0]}x{crops[0][1]}): SwAV predicts the large views' codes from smaller views; check "
+            "large_crop_size and small_crop_size."
+        )
+    for kind, message in messages.items():
+        if kind not in _WARNED:
+            _WARNED.add(kind)
+            warnings.warn(message, ConfigurationWarning, stacklevel=user_stacklevel())

@@ -8,14 +8,16 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from imc_cluster.checkpoints.files import CheckpointError, load_checkpoint, plain, save_checkpoint, to_cpu
+from imc_cluster.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint, to_cpu
 from imc_cluster.core.devices import resolve_device
-from imc_cluster.core.numbers import is_integer
+from imc_cluster.core.numbers import is_integer, to_python
 from imc_cluster.core.version import __version__
 from imc_cluster.data.encoder import InputEncoder
+from imc_cluster.estimator.fitted import Fitted
 from imc_cluster.model.build import build_network
+from imc_cluster.model.networks import IMCSwAVNet
 
-__all__ = ["CheckpointMixin", "save_estimator", "estimator_sections", "load_estimator", "rebuild_model"]
+__all__ = ["CheckpointMixin"]
 
 
 def save_estimator(estimator, path: str | os.PathLike) -> None:
@@ -23,22 +25,37 @@ def save_estimator(estimator, path: str | os.PathLike) -> None:
     save_checkpoint(estimator_sections(estimator), path, __version__)
 
 
+def _record(record: dict) -> dict:
+    """A ``history_`` record as plain data: numpy values as Python ones, anything else a callback put there
+    that is not a number, a bool, a string, None or a list of them, as its ``repr``."""
+    return {str(key): _plain_value(to_python(value)) for key, value in record.items()}
+
+
+def _plain_value(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(item) for item in value]
+    return repr(value)
+
+
 def estimator_sections(estimator) -> dict:
-    """The sections of a fitted estimator, as plain data and CPU tensors."""
-    params = estimator.get_params()
-    seed = params["random_state"]
+    """The sections of a fitted estimator, as plain data and CPU tensors. The parameters hold no
+    ``checkpoint_path`` (a loaded model writes only where its new user says) and an integer
+    ``random_state`` or None."""
+    params = to_python(estimator.get_params())
+    seed = params["random_state"] if is_integer(params["random_state"]) else None
     fitted = {
         "n_features_in_": int(estimator.n_features_in_),
         "n_iter_": int(estimator.n_iter_),
-        "history_": plain(estimator.history_),
+        "history_": [_record(record) for record in estimator.history_],
     }
     if hasattr(estimator, "labels_"):
         fitted["labels_"] = torch.from_numpy(np.asarray(estimator.labels_, dtype=np.int64).copy())
     if hasattr(estimator, "feature_names_in_"):
         fitted["feature_names_in_"] = [str(name) for name in estimator.feature_names_in_]
-    seed = int(seed) if is_integer(seed) else None
     return {
-        "params": plain({**params, "random_state": seed}),
+        "params": {**params, "random_state": seed, "checkpoint_path": None},
         "architecture": dict(estimator.architecture_),
         "inputs": estimator.inputs_.state_dict(),
         "fitted": fitted,
@@ -49,7 +66,7 @@ def estimator_sections(estimator) -> dict:
 
 def load_estimator(cls, path: str | os.PathLike, device: str | None = None):
     """An estimator of class ``cls`` from the checkpoint at ``path``, its model on ``device`` (None: the saved
-    ``device`` parameter, or the CPU when this machine lacks it)."""
+    ``device`` parameter, or the CPU when this machine lacks it), with ``checkpoint_path=None``."""
     if device is not None:
         resolve_device(device)  # a device asked for must exist: a ValueError names it
     content = load_checkpoint(path)
@@ -59,42 +76,60 @@ def load_estimator(cls, path: str | os.PathLike, device: str | None = None):
         for key, value in content["params"].items()
     }
     try:
-        estimator = cls(**params)
+        estimator = cls(**{**params, "checkpoint_path": None})
         estimator._validate_params()
         if device is not None:
             estimator.set_params(device=device)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has invalid estimator parameters: {error}") from None
-    fitted = content["fitted"]
-    estimator.inputs_ = InputEncoder(estimator.image_shape, estimator.backbone, estimator.normalization)
-    estimator.inputs_.load_state_dict(content["inputs"])
-    estimator.architecture_ = content["architecture"]
-    estimator.n_features_in_, estimator.n_iter_ = fitted["n_features_in_"], fitted["n_iter_"]
-    estimator.history_ = fitted["history_"]
-    if "labels_" in fitted:
-        estimator.labels_ = fitted["labels_"].numpy()
-    if "feature_names_in_" in fitted:
-        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    estimator.training_state_ = content["training"]
+    fitted, architecture = content["fitted"], content["architecture"]
+    labels = fitted["labels_"].numpy() if "labels_" in fitted else None
+    if (
+        labels is not None
+        and labels.size
+        and not 0 <= labels.min() <= labels.max() < architecture["n_clusters"]
+    ):
+        raise CheckpointError(f"{path} holds labels_ outside [0, {architecture['n_clusters']}).")
+    inputs = InputEncoder(estimator.image_shape, estimator.backbone, estimator.normalization)
+    inputs.load_state_dict(content["inputs"])
     try:
-        rebuild_model(estimator, content["model"], estimator.device)
+        model, device_ = rebuild_model(architecture, content["model"], estimator.device)
     except (KeyError, RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"{path} holds weights that do not fit its architecture: {str(error).splitlines()[0]}"
         ) from None
+    estimator._set_fitted(
+        Fitted(
+            inputs,
+            device_,
+            architecture,
+            model,
+            content["training"],
+            fitted["history_"],
+            fitted["n_iter_"],
+            labels,
+            fitted["n_features_in_"],
+        )
+    )
+    if "feature_names_in_" in fitted:
+        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     return estimator
 
 
-def rebuild_model(estimator, weights: dict, device: str) -> None:
-    """``estimator.model_`` of its fitted architecture with ``weights``, in evaluation mode, on ``device``
+def rebuild_model(architecture: dict, weights: dict, device: str) -> tuple[IMCSwAVNet, torch.device]:
+    """The network of ``architecture`` with ``weights`` (of its own dtypes), in evaluation mode, on ``device``
     (the CPU when this machine lacks it)."""
-    model = build_network(estimator.architecture_)
+    model = build_network(architecture)
+    expected = model.state_dict()
+    for name, tensor in weights.items():
+        if name in expected and tensor.dtype != expected[name].dtype:
+            raise TypeError(f"weight {name!r} is {tensor.dtype}, not {expected[name].dtype}")
     model.load_state_dict(weights)
     try:
-        estimator.device_ = resolve_device(device)
+        placed = resolve_device(device)
     except ValueError:
-        estimator.device_ = torch.device("cpu")
-    estimator.model_ = model.to(estimator.device_).eval()
+        placed = torch.device("cpu")
+    return model.to(placed).eval(), placed
 
 
 class CheckpointMixin:
@@ -132,7 +167,10 @@ class CheckpointMixin:
         Returns
         -------
         estimator : IMCSwAVClustering
-            Fitted; ``labels_`` is present when the file was written after ``fit`` completed.
+            Fitted; ``labels_`` is present when the file was written after ``fit`` completed. Its
+            ``checkpoint_path`` is None whatever it was in training: a later ``fit`` (a ``warm_start`` too)
+            writes a checkpoint only where ``set_params(checkpoint_path=...)`` says, never over the file
+            the model was trained into.
 
         Raises
         ------
@@ -153,4 +191,4 @@ class CheckpointMixin:
         weights = state.get("model_")
         super().__setstate__(state)
         if isinstance(weights, dict):
-            rebuild_model(self, weights, self.device)
+            self.model_, self.device_ = rebuild_model(self.architecture_, weights, self.device)

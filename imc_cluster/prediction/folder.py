@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from imc_cluster.core.files import atomic_write
+from imc_cluster.core.files import atomic_writes
 from imc_cluster.data.decoding import DatasetNotFoundError, ImageFailure
 from imc_cluster.data.folders import find_image_files, iter_image_batches
 from imc_cluster.estimator.estimator import IMCSwAVClustering
@@ -110,16 +110,17 @@ class FolderPrediction:
         needed), each atomically; returns their paths by kind ("table", "picture", "summary")."""
         picture = gallery_image(self.typical, tile=tile)  # a bad tile is refused before anything is written
         folder = _output_folder(output_dir)
-        with atomic_write(folder / CSV_NAME, "w") as handle:
-            self._write_rows(handle)
-        with atomic_write(folder / GALLERY_NAME) as handle:
-            picture.save(handle, format="PNG")
-        with atomic_write(folder / SUMMARY_NAME, "w") as handle:
-            json.dump(self.summary(), handle, indent=2)
+        outputs = ((folder / CSV_NAME, "w"), (folder / GALLERY_NAME, "wb"), (folder / SUMMARY_NAME, "w"))
+        with atomic_writes(*outputs) as (table, image, summary):  # replaced together, or none of them
+            self._write_rows(table)
+            picture.save(image, format="PNG")
+            json.dump(self.summary(), summary, indent=2)
         return {kind: folder / name for kind, name in self.summary()["outputs"].items()}
 
     def _write_rows(self, handle) -> None:
-        writer = csv.writer(handle, lineterminator="\n")
+        # the csv module's line ends ("\r\n"): a file name holding "\r" or "\n" is quoted, so every name the
+        # file system allows reads back with the csv module
+        writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for row in zip(self.paths, self.clusters, self.confidence, self.next_clusters, self.next_confidence):
             writer.writerow((row[0], int(row[1]), f"{row[2]:.6f}", int(row[3]), f"{row[4]:.6f}"))

@@ -5,14 +5,12 @@ progress bar only on a terminal."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
@@ -38,68 +36,11 @@ TINY = shlex.split(
     "--epochs 1 --batch_size 64 --backbone_width 4 --prototypes 10 --project_dim 8 --warmup 2 "
     "--limit_train 200 --limit_test 100 --quiet --dev cpu"
 )
-#: a tiny digits run: 64 training and 64 test images, a 4-channel network, 10 prototypes
-TINY_DIGITS = shlex.split(
-    "--dataset digits --limit_train 64 --limit_test 64 --backbone_width 4 --prototypes 10 --project_dim 8 "
-    "--batch_size 32 --warmup 2 --dev cpu"
-)
-#: a one-epoch run of a tiny network on a folder of photos
-TINY_FOLDER = shlex.split(
-    "--epochs 1 --batch_size 8 --prototypes 10 --backbone_width 4 --warmup 1 --project_dim 8 --dev cpu "
-    "--quiet"
-)
-#: the clusters of the model of the photos (the ``photos_model`` fixture)
-CLUSTERS = 3
-
-
-def run(argv: list[str]) -> int:
-    """``imc-cluster argv`` in this process: its exit status."""
-    try:
-        return cli.main(argv)
-    except SystemExit as exit_:
-        return exit_.code
 
 
 def printed(argv, capsys):
     assert main(argv) == 0
     return capsys.readouterr().out
-
-
-def run_captured(argv: list[str]) -> tuple[int, str, str]:
-    """``imc-cluster argv`` in this process: exit status, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = main([str(arg) for arg in argv])
-        except SystemExit as exit_:
-            status = exit_.code
-    return status, out.getvalue(), err.getvalue()
-
-
-def _save(file: Path, array: np.ndarray) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(file, **({"quality": 95} if file.suffix == ".jpg" else {}))
-
-
-def module(*argv: str) -> subprocess.CompletedProcess:
-    """``python -m imc_cluster argv`` with stdout and stderr pipes."""
-    return subprocess.run([sys.executable, "-m", "imc_cluster", *argv], capture_output=True, text=True)
-
-
-def train_argv(tmp: Path, out: Path, epochs: int, *flags: str) -> list[str]:
-    return [
-        "train",
-        *TINY_DIGITS,
-        "--path",
-        str(tmp),
-        "--epochs",
-        str(epochs),
-        "--output_dir",
-        str(out),
-        "--cpt_name",
-        "d.cpt",
-        *flags,
-    ]
 
 
 # ------------------------------------------------------------------ train and test end to end
@@ -215,34 +156,23 @@ def test_speed_and_memory_flags_reach_the_estimator():
 # ------------------------------------------------------------------ folders of photos
 
 
-def test_train_on_an_unlabelled_folder_of_mixed_sizes(photos_model):
+def test_train_on_an_unlabelled_folder_of_mixed_sizes(photos_model, photos_clusters):
     checkpoint, text = photos_model
     assert "epoch 1/1 | loss" in text and "ACC" not in text and "nan" not in text
     estimator = IMCSwAVClustering.load(checkpoint)
-    assert estimator.input_shape_ == (3, 16, 16) and estimator.n_clusters == CLUSTERS
+    assert estimator.input_shape_ == (3, 16, 16) and estimator.n_clusters == photos_clusters
     assert estimator.labels_.shape == (13,) and "acc" not in estimator.history_[-1]
 
 
-def test_train_leaves_out_an_unreadable_file_with_one_warning_line(photos, tmp_path):
+def test_train_leaves_out_an_unreadable_file_with_one_warning_line(
+    photos, photos_clusters, tmp_path, run_cli, folder_train_argv
+):
     folder = tmp_path / "photos"
     shutil.copytree(photos, folder)
     (folder / "sub").mkdir()
     (folder / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    status, _, err = run_captured(
-        [
-            "train",
-            "--dataset",
-            "folder",
-            "--path",
-            folder,
-            "--image_size",
-            "16",
-            "--n_clusters",
-            CLUSTERS,
-            *TINY_FOLDER,
-            "--output_dir",
-            tmp_path / "run",
-        ]
+    status, _, err = run_cli(
+        folder_train_argv(folder, tmp_path / "run", "--image_size", "16", "--n_clusters", photos_clusters)
     )
     assert status == 0, err
     lines = [line for line in err.splitlines() if "image file" in line]  # not the batch size's warning
@@ -252,74 +182,38 @@ def test_train_leaves_out_an_unreadable_file_with_one_warning_line(photos, tmp_p
 
 
 def test_class_folders_default_k_which_n_clusters_overrides_and_a_resume_keeps_k(
-    photos_model, photos, tmp_path
+    photos_model, photos, photos_clusters, tmp_path, run_cli, folder_train_argv, save_photo
 ):
     rng = np.random.default_rng(3)
     for name in ("ant", "bee"):
         for index in range(4):
             image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-            _save(tmp_path / "tree" / name / f"{index}.png", image)
+            save_photo(tmp_path / "tree" / name / f"{index}.png", image)
     for flags, expected in (([], 2), (["--n_clusters", "3"], 3)):
         out = tmp_path / f"k{expected}"
-        status, text, err = run_captured(
-            [
-                "train",
-                "--dataset",
-                "folder",
-                "--path",
-                tmp_path / "tree",
-                *TINY_FOLDER,
-                *flags,
-                "--output_dir",
-                out,
-            ]
-        )
+        status, text, err = run_cli(folder_train_argv(tmp_path / "tree", out, *flags))
         assert status == 0, err
         assert "test ACC" in text and IMCSwAVClustering.load(out / "model.cpt").n_clusters == expected
     resumed = tmp_path / "resumed"
-    status, text, err = run_captured(
-        [
-            "train",
-            "--dataset",
-            "folder",
-            "--path",
-            photos,
-            "--image_size",
-            "16",
-            *TINY_FOLDER,
-            "--epochs",
-            "2",
-            "--cpt_load_path",
-            photos_model[0],
-            "--output_dir",
-            resumed,
-        ]
+    status, text, err = run_cli(
+        folder_train_argv(
+            photos, resumed, "--image_size", "16", "--epochs", "2", "--cpt_load_path", photos_model[0]
+        )
     )
     assert status == 0, err
-    assert "epoch 2/2" in text and IMCSwAVClustering.load(resumed / "model.cpt").n_clusters == CLUSTERS
+    assert "epoch 2/2" in text and IMCSwAVClustering.load(resumed / "model.cpt").n_clusters == photos_clusters
 
 
 @pytest.mark.parametrize(
     "size, crops", [(("3", "24"), ("3", "2")), (("1", "24"), ("1", "1")), (("24", "3"), ("3", "2"))]
 )
-def test_image_sides_of_one_or_three_pixels_are_not_taken_for_channels(photos, tmp_path, size, crops):
-    status, _, err = run_captured(
-        [
-            "train",
-            "--dataset",
-            "folder",
-            "--path",
-            photos,
-            "--image_size",
-            *size,
-            "--n_clusters",
-            CLUSTERS,
-            *TINY_FOLDER,
-            "--size_crops",
-            *crops,
-            "--output_dir",
-            tmp_path,
-        ]
+def test_image_sides_of_one_or_three_pixels_are_not_taken_for_channels(
+    photos, photos_clusters, tmp_path, size, crops, run_cli, folder_train_argv
+):
+    status, _, err = run_cli(
+        folder_train_argv(
+            photos, tmp_path, "--image_size", *size, "--n_clusters", photos_clusters, "--size_crops", *crops
+        )
     )
     assert status == 0, err
     assert IMCSwAVClustering.load(tmp_path / "model.cpt").input_shape_ == (3, int(size[0]), int(size[1]))
@@ -528,7 +422,7 @@ WITHOUT_GPU = {"train on a missing GPU", "test on a missing GPU", "GPU index 3"}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(tmp_path_factory, run) -> Path:
     """A tiny digits model after one epoch."""
     folder = tmp_path_factory.mktemp("digits")
     argv = [
@@ -557,7 +451,7 @@ def _params() -> list:
 
 
 @pytest.mark.parametrize("build, expected", _params())
-def test_error_is_one_line_and_status_2(build, expected, tmp_path, checkpoint, monkeypatch, capsys):
+def test_error_is_one_line_and_status_2(build, expected, tmp_path, checkpoint, monkeypatch, capsys, run):
     argv = build(Setup(tmp_path, checkpoint, monkeypatch))
     capsys.readouterr()
     status = run(argv)
@@ -567,45 +461,41 @@ def test_error_is_one_line_and_status_2(build, expected, tmp_path, checkpoint, m
     assert expected in err and "Traceback" not in err, err
 
 
-def _train(setup, *flags):
-    _, photos, tmp = setup
-    return [
-        "train",
-        "--dataset",
-        "folder",
-        "--path",
-        photos,
-        *TINY_FOLDER,
-        "--output_dir",
-        tmp / "out",
-        *flags,
-    ]
+@dataclass
+class Photos:
+    """What a folder-error argv builder gets: the photos, the checkpoint of their model, the flags of a tiny
+    one-epoch run, and ``train(*flags)``, the argv of that run on the photos into a fresh folder."""
+
+    photos: Path
+    checkpoint: Path
+    run_flags: list[str]
+    train: Callable[..., list]
 
 
-#: (name, argv builder (setup, tmp, tiny) -> argv, expected part of the one-line message)
+#: (name, argv builder (Photos) -> argv, expected part of the one-line message)
 FOLDER_ERRORS = [
-    ("train without --n_clusters", lambda s, t, tiny: _train(s, "--image_size", 16), "--n_clusters K"),
-    ("train with --image_size 0", lambda s, t, tiny: _train(s, "--image_size", 0), "--image_size takes"),
-    ("train with three sides", lambda s, t, tiny: _train(s, "--image_size", 8, 8, 8), "--image_size takes"),
-    ("train with --image_size x", lambda s, t, tiny: _train(s, "--image_size", "x"), "invalid int value"),
-    ("train on mixed sizes", lambda s, t, tiny: _train(s, "--n_clusters", 2), "--image_size"),
+    ("train without --n_clusters", lambda p: p.train("--image_size", 16), "--n_clusters K"),
+    ("train with --image_size 0", lambda p: p.train("--image_size", 0), "--image_size takes"),
+    ("train with three sides", lambda p: p.train("--image_size", 8, 8, 8), "--image_size takes"),
+    ("train with --image_size x", lambda p: p.train("--image_size", "x"), "invalid int value"),
+    ("train on mixed sizes", lambda p: p.train("--n_clusters", 2), "--image_size"),
     (
         "train on digits with --image_size",
-        lambda s, t, tiny: ["train", "--dataset", "digits", *TINY_FOLDER, "--image_size", 8],
+        lambda p: ["train", "--dataset", "digits", *p.run_flags, "--image_size", 8],
         "applies to 'folder' only",
     ),
     (
         "test on an unlabelled folder",
-        lambda s, t, tiny: [
+        lambda p: [
             "test",
             "--dataset",
             "folder",
             "--path",
-            s[1],
+            p.photos,
             "--image_size",
             16,
             "--cpt_load_path",
-            s[0],
+            p.checkpoint,
             "--dev",
             "cpu",
         ],
@@ -615,14 +505,22 @@ FOLDER_ERRORS = [
 
 
 @pytest.mark.parametrize("build, expected", [pytest.param(b, e, id=n) for n, b, e in FOLDER_ERRORS])
-def test_folder_errors_are_one_line_and_status_2(build, expected, photos_model, photos, tmp_path, tiny):
-    status, _, err = run_captured(build((photos_model[0], photos, tmp_path), tmp_path, tiny))
+def test_folder_errors_are_one_line_and_status_2(
+    build, expected, photos_model, photos, photos_run, tmp_path, run_cli, folder_train_argv
+):
+    setup = Photos(
+        photos,
+        photos_model[0],
+        photos_run,
+        lambda *flags: folder_train_argv(photos, tmp_path / "out", *flags),
+    )
+    status, _, err = run_cli(build(setup))
     assert status == 2, err
     assert err.startswith("imc-cluster: ") and err.endswith("\n") and err.count("\n") == 1, err
     assert expected in err and "Traceback" not in err, err
 
 
-def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys, run):
     setup = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch)
     setup.fail(cli, "load_dataset", KeyboardInterrupt())
     assert run(setup.train()) == 130
@@ -630,16 +528,16 @@ def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("bug", [AttributeError("a typo"), KeyError("key"), NotImplementedError("todo")])
-def test_bugs_keep_their_traceback(bug, tmp_path, monkeypatch):
+def test_bugs_keep_their_traceback(bug, tmp_path, monkeypatch, run):
     setup = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch)
     setup.fail(cli, "load_dataset", bug)
     with pytest.raises(type(bug)):
         run(setup.train())
 
 
-def test_module_entry_point_exits_2_with_one_line(tmp_path, monkeypatch):
+def test_module_entry_point_exits_2_with_one_line(tmp_path, monkeypatch, run_module):
     argv = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch).train("--batch_size", "1")
-    result = subprocess.run([sys.executable, "-m", "imc_cluster", *argv], capture_output=True, text=True)
+    result = run_module(*argv)
     assert result.returncode == 2
     assert result.stderr.startswith("imc-cluster: ") and result.stderr.count("\n") == 1, result.stderr
     assert "'batch_size'" in result.stderr and "Traceback" not in result.stderr
@@ -648,8 +546,8 @@ def test_module_entry_point_exits_2_with_one_line(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the progress bar
 
 
-def test_no_progress_bar_when_stderr_is_a_pipe(tmp_path):
-    result = module(*train_argv(tmp_path, tmp_path / "out", 1))  # no --quiet
+def test_no_progress_bar_when_stderr_is_a_pipe(tmp_path, run_module, digits_train_argv):
+    result = run_module(*digits_train_argv(tmp_path, tmp_path / "out", 1))  # no --quiet
     assert result.returncode == 0, result.stderr
     assert "epoch 1/1 |" in result.stdout
     assert "IMC-SwAV" not in result.stderr and "\r" not in result.stderr and "step/s" not in result.stderr
@@ -662,9 +560,9 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
+def test_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys, run, digits_train_argv):
     monkeypatch.setattr(sys, "stderr", Terminal())
-    assert run(train_argv(tmp_path, tmp_path / "bar", 1)) == 0
+    assert run(digits_train_argv(tmp_path, tmp_path / "bar", 1)) == 0
     assert "IMC-SwAV" in sys.stderr.getvalue() and "epoch 1/1 |" in capsys.readouterr().out
 
 

@@ -8,54 +8,22 @@ import io
 import json
 import math
 import os
-import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 
 from imc_cluster import IMCSwAVClustering
-from imc_cluster.cli import main as cli
 from imc_cluster.cli.output import epoch_line
-
-#: a tiny digits run: 64 training and 64 test images, a 4-channel network, 10 prototypes
-TINY = shlex.split(
-    "--dataset digits --limit_train 64 --limit_test 64 --backbone_width 4 --prototypes 10 --project_dim 8 "
-    "--batch_size 32 --warmup 2 --dev cpu"
-)
-
-
-def run(argv: list[str]) -> int:
-    """``imc-cluster argv`` in this process: its exit status."""
-    try:
-        return cli.main(argv)
-    except SystemExit as exit_:
-        return exit_.code
-
-
-def train_argv(tmp: Path, out: Path, epochs: int, *flags: str) -> list[str]:
-    return [
-        "train",
-        *TINY,
-        "--path",
-        str(tmp),
-        "--epochs",
-        str(epochs),
-        "--output_dir",
-        str(out),
-        "--cpt_name",
-        "d.cpt",
-        *flags,
-    ]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, str]:
+def trained(tmp_path_factory, run, digits_train_argv) -> tuple[Path, str]:
     """A tiny digits model after one epoch, and what its ``train`` printed."""
     folder = tmp_path_factory.mktemp("digits")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert run(train_argv(folder, folder, 1, "--quiet")) == 0
+        assert run(digits_train_argv(folder, folder, 1, "--quiet")) == 0
     return folder / "d.cpt", printed.getvalue()
 
 
@@ -91,7 +59,7 @@ def printed_scores(text: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("flag", ["--json", "--output_json"])
-def test_json_report_holds_the_printed_scores(flag, checkpoint, tmp_path, capsys):
+def test_json_report_holds_the_printed_scores(flag, checkpoint, tmp_path, capsys, run):
     target = tmp_path / "scores.json"
     assert run(scoring_argv(checkpoint, flag, str(target))) == 0
     printed = printed_scores(capsys.readouterr().out)
@@ -103,7 +71,7 @@ def test_json_report_holds_the_printed_scores(flag, checkpoint, tmp_path, capsys
         assert isinstance(value, float) and round(value, 4) == printed[key]
 
 
-def test_json_dash_prints_only_the_json(checkpoint, tmp_path, capsys):
+def test_json_dash_prints_only_the_json(checkpoint, tmp_path, capsys, run):
     target = tmp_path / "scores.json"
     assert run(scoring_argv(checkpoint, "--json", str(target))) == 0
     capsys.readouterr()
@@ -111,7 +79,7 @@ def test_json_dash_prints_only_the_json(checkpoint, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == json.loads(target.read_text())
 
 
-def test_json_replaces_an_older_file(checkpoint, tmp_path, capsys):
+def test_json_replaces_an_older_file(checkpoint, tmp_path, capsys, run):
     target = tmp_path / "scores.json"
     target.write_text("x" * 10_000)
     assert run(scoring_argv(checkpoint, "--json", str(target))) == 0
@@ -148,9 +116,16 @@ def read_only_folder(tmp_path: Path, monkeypatch) -> Path:
     ],
     ids=["missing folder", "a folder", "read-only folder"],
 )
-def test_unwritable_json_is_one_line_and_status_2(where, expected, checkpoint, tmp_path, monkeypatch, capsys):
+def test_unwritable_json_is_one_line_and_status_2(
+    where, expected, checkpoint, tmp_path, monkeypatch, capsys, run
+):
     target = where(tmp_path, monkeypatch)
     capsys.readouterr()
+
+    def evaluation(*args, **kwargs):
+        raise AssertionError("the scores were computed before the --json file was known to be writable")
+
+    monkeypatch.setattr(IMCSwAVClustering, "predict_proba", evaluation)
     assert run(scoring_argv(checkpoint, "--json", str(target))) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"imc-cluster: Cannot write --json {target}: ") and err.count("\n") == 1, err
@@ -230,28 +205,30 @@ def event_files(out: Path) -> list[Path]:
     return sorted((out / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_fresh_run_replaces_an_older_runs_curves(needs_tensorboard, tmp_path, capsys):
+def test_fresh_run_replaces_an_older_runs_curves(needs_tensorboard, tmp_path, capsys, run, digits_train_argv):
     out = tmp_path / "out"
-    assert run(train_argv(tmp_path, out, 2, "--quiet")) == 0
+    assert run(digits_train_argv(tmp_path, out, 2, "--quiet")) == 0
     assert [step for step, _ in curves(out / "tensorboard")["loss"]] == [1, 2]
     (out / "tensorboard" / "notes.txt").write_text("mine")
-    assert run(train_argv(tmp_path, out, 1, "--quiet", "--seed", "1")) == 0
+    assert run(digits_train_argv(tmp_path, out, 1, "--quiet", "--seed", "1")) == 0
     shown = curves(out / "tensorboard")
     assert shown["loss"] == history_curve(out, "loss") and len(shown["loss"]) == 1
     assert shown["acc"] == history_curve(out, "acc") and shown["lr"] == history_curve(out, "lr")
     assert len(event_files(out)) == 1 and (out / "tensorboard" / "notes.txt").read_text() == "mine"
     # a run that fails before its first epoch leaves the older run's files as they were
     before = [path.read_bytes() for path in event_files(out)], (out / "history.jsonl").read_text()
-    assert run(train_argv(tmp_path, out, 1, "--quiet", "--batch_size", "1")) == 2
+    assert run(digits_train_argv(tmp_path, out, 1, "--quiet", "--batch_size", "1")) == 2
     assert ([path.read_bytes() for path in event_files(out)], (out / "history.jsonl").read_text()) == before
 
 
-def test_resume_continues_the_curves_without_the_steps_it_redoes(needs_tensorboard, tmp_path, capsys):
+def test_resume_continues_the_curves_without_the_steps_it_redoes(
+    needs_tensorboard, tmp_path, capsys, run, digits_train_argv
+):
     out = tmp_path / "out"
-    assert run(train_argv(tmp_path, out, 1, "--quiet")) == 0
+    assert run(digits_train_argv(tmp_path, out, 1, "--quiet")) == 0
     first = shutil.copy(out / "d.cpt", tmp_path / "epoch1.cpt")
     for _ in range(2):  # the second resume redoes epoch 2 from the same checkpoint
-        assert run(train_argv(tmp_path, out, 2, "--quiet", "--cpt_load_path", str(first))) == 0
+        assert run(digits_train_argv(tmp_path, out, 2, "--quiet", "--cpt_load_path", str(first))) == 0
         shown = curves(out / "tensorboard")
         assert shown["loss"] == history_curve(out, "loss") and [s for s, _ in shown["loss"]] == [1, 2]
         assert shown["acc"] == history_curve(out, "acc")

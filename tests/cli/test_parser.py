@@ -32,19 +32,6 @@ PUBLISHED_COMMANDS = [
 MARKUP = ("``", ":class:", ":func:", ":data:", ":attr:", "~imc_cluster")
 
 
-def run(argv: list[str]) -> int:
-    """``imc-cluster argv`` in this process: its exit status."""
-    try:
-        return cli.main(argv)
-    except SystemExit as exit_:
-        return exit_.code
-
-
-def module(*argv: str) -> subprocess.CompletedProcess:
-    """``python -m imc_cluster argv`` with stdout and stderr pipes."""
-    return subprocess.run([sys.executable, "-m", "imc_cluster", *argv], capture_output=True, text=True)
-
-
 # ------------------------------------------------------------------ the published command lines
 
 
@@ -72,10 +59,10 @@ def test_dataset_presets_fill_defaults_and_flags_win():
 # ------------------------------------------------------------------ --version
 
 
-def test_version_in_process_and_as_a_module(capsys):
+def test_version_in_process_and_as_a_module(capsys, run, run_module):
     assert run(["--version"]) == 0
     assert capsys.readouterr().out == f"imc-cluster {imc_cluster.__version__}\n"
-    result = module("--version")
+    result = run_module("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"imc-cluster {imc_cluster.__version__}\n"
 
@@ -83,30 +70,35 @@ def test_version_in_process_and_as_a_module(capsys):
 # ------------------------------------------------------------------ help texts
 
 
-def help_text(capsys, *command: str) -> str:
-    """What ``imc-cluster command --help`` prints (exit status 0)."""
-    assert run([*command, "--help"]) == 0
-    return capsys.readouterr().out
+@pytest.fixture
+def help_text(run, capsys):
+    """``help_text(*command)``: what ``imc-cluster command --help`` prints (exit status 0)."""
+
+    def text(*command: str) -> str:
+        assert run([*command, "--help"]) == 0
+        return capsys.readouterr().out
+
+    return text
 
 
 @pytest.mark.parametrize(
     "command", [[], ["train"], ["test"], ["predict"]], ids=["top", "train", "test", "predict"]
 )
-def test_help_is_plain_text(command, capsys):
-    text = help_text(capsys, *command)
+def test_help_is_plain_text(command, help_text):
+    text = help_text(*command)
     assert text.startswith("usage: imc-cluster")
     for markup in MARKUP:
         assert markup not in text, markup
     assert "default: None" not in text and "default: False" not in text
 
 
-def test_top_level_help_names_the_commands_and_version(capsys):
-    text = help_text(capsys)
+def test_top_level_help_names_the_commands_and_version(help_text):
+    text = help_text()
     assert all(word in text for word in ("train", "test", "--version", "--cpt_load_path"))
 
 
-def test_test_help_shows_only_the_flags_of_test(capsys):
-    text = help_text(capsys, "test")
+def test_test_help_shows_only_the_flags_of_test(help_text):
+    text = help_text("test")
     shown = set(re.findall(r"--\w+", text))
     assert shown == {
         "--help",
@@ -125,13 +117,13 @@ def test_test_help_shows_only_the_flags_of_test(capsys):
 
 
 @pytest.mark.parametrize("flags", [["--limit_train", "5"], ["--nmb_workers", "4"], ["--epochs", "3"]])
-def test_train_only_flags_are_refused_by_test(flags, capsys):
+def test_train_only_flags_are_refused_by_test(flags, capsys, run):
     assert run(["test", "--dataset", "digits", "--cpt_load_path", "m.cpt", *flags]) == 2
     assert "unrecognized arguments" in capsys.readouterr().err
 
 
-def test_train_help_keeps_its_flags(capsys):
-    shown = set(re.findall(r"--\w+", help_text(capsys, "train")))
+def test_train_help_keeps_its_flags(help_text):
+    shown = set(re.findall(r"--\w+", help_text("train")))
     assert {"--size_crops", "--limit_train", "--nmb_workers", "--quiet", "--cpt_load_path"} <= shown
     assert "--json" not in shown
 
@@ -160,7 +152,7 @@ def test_module_entry_point_help():
         ([], "required"),
     ],
 )
-def test_usage_errors_are_one_line_too(capsys, argv, expected):
+def test_usage_errors_are_one_line_too(capsys, argv, expected, run):
     assert run(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("imc-cluster: ") and err.count("\n") == 1 and expected in err and "--help" in err, (

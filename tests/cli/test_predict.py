@@ -1,9 +1,7 @@
 """The predict command: the table, the picture and the summary of a folder predicted in bounded batches,
 its progress bar only on a terminal, and every error in one line."""
 
-import contextlib
 import csv
-import io
 import json
 import shutil
 import sys
@@ -17,40 +15,23 @@ from imc_cluster import IMCSwAVClustering
 from imc_cluster.cli.main import main
 from imc_cluster.prediction.typical import PADDING
 
-#: the clusters of the model of the photos (the ``photos_model`` fixture)
-CLUSTERS = 3
-
-
-def _save(file: Path, array: np.ndarray) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(file, **({"quality": 95} if file.suffix == ".jpg" else {}))
-
-
-def run(argv: list[str]) -> tuple[int, str, str]:
-    """``imc-cluster argv`` in this process: exit status, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = main([str(arg) for arg in argv])
-        except SystemExit as exit_:
-            status = exit_.code
-    return status, out.getvalue(), err.getvalue()
-
 
 def _rows(file: Path) -> list[dict]:
     with open(file, newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def test_predict_writes_the_table_the_picture_and_the_summary(photos_model, photos, tmp_path):
+def test_predict_writes_the_table_the_picture_and_the_summary(
+    photos_model, photos, tmp_path, run_cli, save_photo, photos_clusters
+):
     folder = tmp_path / "photos"
     shutil.copytree(photos, folder, ignore=shutil.ignore_patterns(".*"))
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (folder / ".hidden.png").write_bytes(b"skipped")
     (folder / "notes.txt").write_text("skipped")
-    _save(folder / "album" / "big.png", np.full((90, 40, 3), 200, np.uint8))
+    save_photo(folder / "album" / "big.png", np.full((90, 40, 3), 200, np.uint8))
     out = tmp_path / "clusters"
-    status, text, err = run(
+    status, text, err = run_cli(
         ["predict", "--cpt_load_path", photos_model[0], "--path", folder, "--output_dir", out, "--dev", "cpu"]
     )
     assert status == 0, err
@@ -67,15 +48,15 @@ def test_predict_writes_the_table_the_picture_and_the_summary(photos_model, phot
     clusters = np.array([int(row["cluster"]) for row in rows])
     confidence = np.array([float(row["confidence"]) for row in rows])
     runner_up = np.array([float(row["next_confidence"]) for row in rows])
-    assert ((clusters >= 0) & (clusters < CLUSTERS)).all()
+    assert ((clusters >= 0) & (clusters < photos_clusters)).all()
     assert ((confidence >= 0) & (confidence <= 1)).all() and (confidence >= runner_up).all()
     assert all(int(row["next_cluster"]) != int(row["cluster"]) for row in rows)
-    assert (confidence >= 1 / CLUSTERS - 1e-6).all()
+    assert (confidence >= 1 / photos_clusters - 1e-6).all()
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoint"] == str(photos_model[0]) and summary["folder"] == str(folder.resolve())
     assert (summary["n_files"], summary["n_predicted"], summary["n_unreadable"]) == (15, 14, 1)
-    assert summary["cluster_sizes"] == np.bincount(clusters, minlength=CLUSTERS).tolist()
+    assert summary["cluster_sizes"] == np.bincount(clusters, minlength=photos_clusters).tolist()
     for cluster, mean in enumerate(summary["mean_confidence"]):
         members = confidence[clusters == cluster]
         assert mean is None if not len(members) else mean == pytest.approx(members.mean(), abs=1e-5)
@@ -94,7 +75,9 @@ def test_predict_writes_the_table_the_picture_and_the_summary(photos_model, phot
     assert not list(out.glob("*.tmp"))
 
 
-def test_predict_reads_in_bounded_batches_with_the_same_results(photos_model, photos, tmp_path, monkeypatch):
+def test_predict_reads_in_bounded_batches_with_the_same_results(
+    photos_model, photos, tmp_path, monkeypatch, run_cli
+):
     sizes = []
     predict_proba = IMCSwAVClustering.predict_proba
 
@@ -107,7 +90,7 @@ def test_predict_reads_in_bounded_batches_with_the_same_results(photos_model, ph
     for batch_size in (3, 100):
         out = tmp_path / str(batch_size)
         assert (
-            run(
+            run_cli(
                 [
                     "predict",
                     "--cpt_load_path",
@@ -166,14 +149,10 @@ def _predict(setup, *flags):
     return ["predict", *[item for key, value in base.items() if value is not None for item in (key, value)]]
 
 
-def _folder(tmp: Path, name: str, files: dict[str, bytes | np.ndarray]) -> Path:
+def _folder(tmp: Path, name: str, files: dict[str, bytes]) -> Path:
+    (tmp / name).mkdir(parents=True, exist_ok=True)
     for file, content in files.items():
-        if isinstance(content, bytes):
-            (tmp / name).mkdir(parents=True, exist_ok=True)
-            (tmp / name / file).write_bytes(content)
-        else:
-            _save(tmp / name / file, content)
-    (tmp / name).mkdir(exist_ok=True)
+        (tmp / name / file).write_bytes(content)
     return tmp / name
 
 
@@ -234,8 +213,8 @@ ERRORS = [
 
 
 @pytest.mark.parametrize("build, expected", [pytest.param(b, e, id=n) for n, b, e in ERRORS])
-def test_errors_are_one_line_and_status_2(build, expected, photos_model, photos, tmp_path, tiny):
-    status, _, err = run(build((photos_model[0], photos, tmp_path), tmp_path, tiny))
+def test_errors_are_one_line_and_status_2(build, expected, photos_model, photos, tmp_path, tiny, run_cli):
+    status, _, err = run_cli(build((photos_model[0], photos, tmp_path), tmp_path, tiny))
     assert status == 2, err
     assert err.startswith("imc-cluster: ") and err.endswith("\n") and err.count("\n") == 1, err
     assert expected in err and "Traceback" not in err, err

@@ -14,7 +14,6 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
-from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision.datasets import cifar as tv_cifar
 from torchvision.datasets import stl10 as tv_stl10
@@ -34,10 +33,6 @@ def no_md5(monkeypatch):
         monkeypatch.setattr(module, "check_integrity", lambda fpath, md5=None: check_integrity(fpath))
 
 
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
 def _pickle(file: Path, entry: dict) -> None:
     """Write a CIFAR-style pickle. The originals are Python 2 pickles whose byte-string keys load as str
     under torchvision's ``encoding="latin1"``; str keys load the same way."""
@@ -52,7 +47,7 @@ def _cifar_rows(images: np.ndarray) -> np.ndarray:
 
 def _write_cifar10(root: Path, per_batch: int = 3):
     """cifar-10-batches-py/ with five training batches, a test batch and the meta file."""
-    rng, folder = _rng(), root / "cifar-10-batches-py"
+    rng, folder = np.random.default_rng(0), root / "cifar-10-batches-py"
     names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
     images = rng.integers(0, 256, (6 * per_batch, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, 6 * per_batch)
@@ -77,7 +72,7 @@ def _write_cifar10(root: Path, per_batch: int = 3):
 
 def _write_cifar100(root: Path, n_train: int = 6, n_test: int = 4):
     """cifar-100-python/ with train, test and meta."""
-    rng, folder = _rng(1), root / "cifar-100-python"
+    rng, folder = np.random.default_rng(1), root / "cifar-100-python"
     splits = {}
     for name, count in (("train", n_train), ("test", n_test)):
         images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
@@ -105,7 +100,7 @@ def _write_cifar100(root: Path, n_train: int = 6, n_test: int = 4):
 
 def _write_stl10(root: Path, n_train: int = 3, n_unlabeled: int = 2, n_test: int = 2):
     """stl10_binary/ with images stored column-major (each channel transposed), labels 1..10."""
-    rng, folder = _rng(2), root / "stl10_binary"
+    rng, folder = np.random.default_rng(2), root / "stl10_binary"
     folder.mkdir(parents=True)
     splits = {}
     for name, count in (("train", n_train), ("unlabeled", n_unlabeled), ("test", n_test)):
@@ -120,15 +115,9 @@ def _write_stl10(root: Path, n_train: int = 3, n_unlabeled: int = 2, n_test: int
     return splits
 
 
-def _save(file: Path, array: np.ndarray) -> None:
-    """Write an (H, W, C) uint8 array as an image file (format from the suffix)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(file)
-
-
-def _write_tiny(root: Path):
+def _write_tiny(root: Path, save_image):
     """tiny-imagenet-200/ with 3 wnids (listed unsorted), 2 train JPEGs each (one grey), 4 val JPEGs."""
-    rng, folder = _rng(3), root / "tiny-imagenet-200"
+    rng, folder = np.random.default_rng(3), root / "tiny-imagenet-200"
     wnids = ["n03", "n01", "n02"]
     folder.mkdir(parents=True)
     (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
@@ -136,25 +125,13 @@ def _write_tiny(root: Path):
     for wnid in wnids:
         for index in range(2):
             image = rng.integers(0, 256, (64, 64, 1 if (wnid, index) == ("n02", 1) else 3), dtype=np.uint8)
-            _save(folder / "train" / wnid / "images" / f"{wnid}_{index}.JPEG", image)
+            save_image(folder / "train" / wnid / "images" / f"{wnid}_{index}.JPEG", image)
         (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t10\t10\n")
     val = [("val_0.JPEG", "n02"), ("val_1.JPEG", "n03"), ("val_2.JPEG", "n01"), ("val_3.JPEG", "n02")]
     for file, _ in val:
-        _save(folder / "val" / "images" / file, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        save_image(folder / "val" / "images" / file, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
     (folder / "val" / "val_annotations.txt").write_text("".join(f"{f}\t{w}\t0\t0\t63\t63\n" for f, w in val))
     return folder
-
-
-def _write_tree(root: Path, classes=("cat", "ant", "bee"), per_class: int = 3, shape=(32, 32, 3), seed=4):
-    """An ImageFolder tree of PNG files; returns images and labels in sorted-class, sorted-file order."""
-    rng, images, labels = _rng(seed), [], []
-    for label, name in enumerate(sorted(classes)):
-        for index in range(per_class):
-            image = rng.integers(0, 256, shape, dtype=np.uint8)
-            _save(root / name / f"{index:02d}.png", image)
-            images.append(image)
-            labels.append(label)
-    return np.stack(images), np.array(labels)
 
 
 # ---------------------------------------------------------------- CIFAR and STL-10 through torchvision
@@ -217,8 +194,8 @@ def test_torchvision_md5_mismatch_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("inside", [False, True])
-def test_tiny_imagenet(tmp_path, inside):
-    folder = _write_tiny(tmp_path)
+def test_tiny_imagenet(tmp_path, inside, save_image):
+    folder = _write_tiny(tmp_path, save_image)
     data = load_dataset("TINY", folder if inside else tmp_path, download=False)
     assert data.name == "TINY" and data.crop_sizes == (56, 36)
     assert data.train_images.shape == (6, 64, 64, 3) and data.test_images.shape == (4, 64, 64, 3)
@@ -230,18 +207,18 @@ def test_tiny_imagenet(tmp_path, inside):
     assert len(list((folder / CACHE_DIR).glob("*.npz"))) == 2
 
 
-def test_non_square_folder_crops_follow_each_axis_as_the_estimator_does(tmp_path):
-    _write_tree(tmp_path, classes=("a",), per_class=2, shape=(12, 16, 3))
+def test_non_square_folder_crops_follow_each_axis_as_the_estimator_does(tmp_path, write_tree):
+    write_tree(tmp_path, classes=("a",), per_class=2, shape=(12, 16, 3))
     data = load_dataset("folder", tmp_path)
     # the estimator's default fractions, 0.875 and 0.5625, of 12 and of 16, rounded
     assert data.crop_sizes == ((10, 14), (7, 9))
 
 
-def test_folder_mixing_grey_and_colour_gives_rgb(tmp_path):
+def test_folder_mixing_grey_and_colour_gives_rgb(tmp_path, save_image, noise):
     grey = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
-    colour = _rng().integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    _save(tmp_path / "a" / "grey.png", grey)
-    _save(tmp_path / "a" / "rgb.png", colour)
+    colour = noise((8, 8, 3))
+    save_image(tmp_path / "a" / "grey.png", grey)
+    save_image(tmp_path / "a" / "rgb.png", colour)
     data = load_dataset("folder", tmp_path)
     np.testing.assert_array_equal(data.train_images, np.stack([np.repeat(grey, 3, axis=2), colour]))
 
@@ -267,16 +244,19 @@ PUBLISHED_NORMALIZATION = {
 }
 
 
-def test_named_sets_carry_the_published_normalisation_and_trees_none(tmp_path, no_md5):
-    _write_cifar10(tmp_path), _write_cifar100(tmp_path), _write_stl10(tmp_path), _write_tiny(tmp_path)
+def test_named_sets_carry_the_published_normalisation_and_trees_none(
+    tmp_path, no_md5, save_image, write_tree
+):
+    _write_cifar10(tmp_path), _write_cifar100(tmp_path), _write_stl10(tmp_path)
+    _write_tiny(tmp_path, save_image)
     for name, expected in PUBLISHED_NORMALIZATION.items():
         assert load_dataset(name, tmp_path, download=False).normalization == expected, name
-    _write_tree(tmp_path / "tree")
+    write_tree(tmp_path / "tree")
     assert load_dataset("folder", tmp_path / "tree").normalization is None
     assert load_dataset("digits", "unused").normalization is None
 
 
-def test_cli_trains_named_sets_with_the_published_normalisation(tmp_path, no_md5, capsys):
+def test_cli_trains_named_sets_with_the_published_normalisation(tmp_path, no_md5, capsys, write_tree):
     from imc_cluster import IMCSwAVClustering
     from imc_cluster.cli.main import main
 
@@ -300,7 +280,7 @@ def test_cli_trains_named_sets_with_the_published_normalisation(tmp_path, no_md5
     est = IMCSwAVClustering.load(tmp_path / "out" / "model.cpt")
     assert (tuple(est.inputs_.pixel_mean), tuple(est.inputs_.pixel_std)) == PUBLISHED_NORMALIZATION["C10"]
     (tmp_path / "tree").mkdir()
-    _write_tree(tmp_path / "tree" / "train"), _write_tree(tmp_path / "tree" / "test")
+    write_tree(tmp_path / "tree" / "train"), write_tree(tmp_path / "tree" / "test")
     main(
         [
             "train",
@@ -363,9 +343,9 @@ def test_failed_download_gives_one_clear_error(tmp_path, monkeypatch, name, modu
     assert str(tmp_path) in str(error.value) and isinstance(error.value.__cause__, URLError)
 
 
-def test_mixed_image_sizes(tmp_path):
-    _save(tmp_path / "a" / "big.png", np.zeros((10, 12, 3), np.uint8))
-    _save(tmp_path / "a" / "small.png", np.zeros((8, 8, 3), np.uint8))
+def test_mixed_image_sizes(tmp_path, save_image):
+    save_image(tmp_path / "a" / "big.png", np.zeros((10, 12, 3), np.uint8))
+    save_image(tmp_path / "a" / "small.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match=r"big\.png is 10x12 but .*small\.png is 8x8"):
         load_dataset("folder", tmp_path)
 

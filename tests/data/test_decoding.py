@@ -3,7 +3,6 @@ scaled by their range, JPEG files decoded at a reduced scale, resizing, and the 
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,42 +14,15 @@ from imc_cluster.data.datasets import CACHE_DIR, load_dataset
 from imc_cluster.data.decoding import fit_to_size
 from imc_cluster.data.folders import SkippedImagesWarning
 
-
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _save(file: Path, array: np.ndarray, **options) -> np.ndarray:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    grey = array.ndim == 3 and array.shape[2] == 1
-    Image.fromarray(array[..., 0] if grey else array).save(file, **options)
-    return array
-
-
-def _noise(shape, seed=0) -> np.ndarray:
-    return _rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def _write_tree(root: Path, classes=("cat", "ant", "bee"), per_class: int = 3, shape=(32, 32, 3), seed=4):
-    """An ImageFolder tree of PNG files; returns images and labels in sorted-class, sorted-file order."""
-    rng, images, labels = _rng(seed), [], []
-    for label, name in enumerate(sorted(classes)):
-        for index in range(per_class):
-            image = rng.integers(0, 256, shape, dtype=np.uint8)
-            _save(root / name / f"{index:02d}.png", image)
-            images.append(image)
-            labels.append(label)
-    return np.stack(images), np.array(labels)
-
-
 # ---------------------------------------------------------------- damaged and oversized files
 
 
 def _damaged(good: bytes, damage: str) -> bytes:
     """The bytes of a good image file, damaged: the header kept and the rest random ("corrupt"), cut in
     half or before its last two bytes (a JPEG's end marker), empty, or text."""
+    random = np.random.default_rng(0).integers(0, 256, len(good) - 100, dtype=np.uint8).tobytes()
     return {
-        "corrupt": good[:100] + _rng().integers(0, 256, len(good) - 100, dtype=np.uint8).tobytes(),
+        "corrupt": good[:100] + random,
         "truncated": good[: len(good) // 2],
         "tail_cut": good[:-2],
         "empty": b"",
@@ -71,9 +43,9 @@ def _damaged(good: bytes, damage: str) -> bytes:
         (".png", "text"),
     ],
 )
-def test_undecodable_image_file_is_named_and_left_out(tmp_path, suffix, damage, first):
+def test_undecodable_image_file_is_named_and_left_out(tmp_path, suffix, damage, first, save_image, noise):
     """The first file is decoded on the calling thread, the others on the thread pool; the good one stays."""
-    _save(tmp_path / "a" / f"b_good{suffix}", _rng().integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    save_image(tmp_path / "a" / f"b_good{suffix}", noise((32, 32, 3)))
     name = f"{'a' if first else 'c'}_{damage}{suffix}"
     (tmp_path / "a" / name).write_bytes(_damaged((tmp_path / "a" / f"b_good{suffix}").read_bytes(), damage))
     with pytest.warns(
@@ -88,12 +60,12 @@ def test_undecodable_image_file_is_named_and_left_out(tmp_path, suffix, damage, 
 
 @pytest.mark.parametrize("action", ["ignore", "error"])
 @pytest.mark.parametrize("limit", [600, 400], ids=["warning_size", "error_size"])
-def test_image_over_the_pixel_limit_is_named(tmp_path, monkeypatch, limit, action):
+def test_image_over_the_pixel_limit_is_named(tmp_path, monkeypatch, limit, action, save_image):
     """PIL warns over Image.MAX_IMAGE_PIXELS and raises over twice that; both leave the file out with a
     warning naming it, whatever the warning filter. The 32x32 image is decoded on the thread pool, after an
     8x8 one."""
-    _save(tmp_path / "a" / "a_small.png", np.zeros((8, 8, 1), np.uint8))
-    _save(tmp_path / "a" / "b_big.png", np.zeros((32, 32, 1), np.uint8))
+    save_image(tmp_path / "a" / "a_small.png", np.zeros((8, 8, 1), np.uint8))
+    save_image(tmp_path / "a" / "b_big.png", np.zeros((32, 32, 1), np.uint8))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
     with (
         warnings.catch_warnings(),
@@ -178,7 +150,7 @@ def test_resize_keeps_the_picture_in_place():
     assert fit_to_size(image, (40, 40)) is image
 
 
-def test_large_jpeg_decoded_at_a_reduced_scale_matches_a_full_decode(tmp_path):
+def test_large_jpeg_decoded_at_a_reduced_scale_matches_a_full_decode(tmp_path, save_image):
     """JPEG files are decoded at the smallest sufficient scale (PIL's draft mode) when resized."""
     ramp = np.linspace(0, 255, 600)
     image = np.stack(
@@ -189,7 +161,7 @@ def test_large_jpeg_decoded_at_a_reduced_scale_matches_a_full_decode(tmp_path):
         ],
         axis=2,
     ).astype(np.uint8)
-    _save(tmp_path / "big.jpg", image, quality=95)
+    save_image(tmp_path / "big.jpg", image, quality=95)
     drafted = imagefiles.decode_file(tmp_path / "big.jpg", size=(16, 16)).astype(float)
     full = fit_to_size(imagefiles.decode_file(tmp_path / "big.jpg"), (16, 16)).astype(float)
     assert drafted.shape == (16, 16, 3) and np.abs(drafted - full).mean() < 2.0
@@ -202,8 +174,8 @@ def _failing_decoder(*args, **kwargs):
     raise AssertionError("decoded instead of using the cache")
 
 
-def test_cache_is_used_and_invalidated(tmp_path, monkeypatch):
-    images, _ = _write_tree(tmp_path, per_class=2)
+def test_cache_is_used_and_invalidated(tmp_path, monkeypatch, save_image, write_tree):
+    images, _ = write_tree(tmp_path, per_class=2)
     first = load_dataset("folder", tmp_path)
     decode = imagefiles.decode_images
     monkeypatch.setattr(imagefiles, "decode_images", _failing_decoder)
@@ -217,7 +189,7 @@ def test_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     monkeypatch.setattr(imagefiles, "decode_images", decode)
     load_dataset("folder", tmp_path)
 
-    _save(tmp_path / "ant" / "99.png", images[0])
+    save_image(tmp_path / "ant" / "99.png", images[0])
     monkeypatch.setattr(imagefiles, "decode_images", _failing_decoder)
     with pytest.raises(AssertionError, match="decoded"):
         load_dataset("folder", tmp_path)
@@ -226,16 +198,16 @@ def test_cache_is_used_and_invalidated(tmp_path, monkeypatch):
     assert len(list((tmp_path / CACHE_DIR).iterdir())) == 1  # older caches removed, no temporary files left
 
 
-def test_corrupt_cache_is_decoded_again(tmp_path):
-    images, _ = _write_tree(tmp_path, per_class=1)
+def test_corrupt_cache_is_decoded_again(tmp_path, write_tree):
+    images, _ = write_tree(tmp_path, per_class=1)
     load_dataset("folder", tmp_path)
     (cache,) = (tmp_path / CACHE_DIR).glob("*.npz")
     cache.write_bytes(b"not a zip file")
     np.testing.assert_array_equal(load_dataset("folder", tmp_path).train_images, images)
 
 
-def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch):
-    images, _ = _write_tree(tmp_path, per_class=1)
+def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch, write_tree):
+    images, _ = write_tree(tmp_path, per_class=1)
     (tmp_path / CACHE_DIR).write_text("a file where the cache folder would go")
     calls = []
     decode = imagefiles.decode_images
@@ -245,9 +217,9 @@ def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
-def test_cache_is_keyed_by_size_and_channels(tmp_path, monkeypatch):
-    _save(tmp_path / "a.png", _noise((12, 12, 3)))
-    _save(tmp_path / "b.png", _noise((12, 16, 3), 1))
+def test_cache_is_keyed_by_size_and_channels(tmp_path, monkeypatch, save_image, noise):
+    save_image(tmp_path / "a.png", noise((12, 12, 3)))
+    save_image(tmp_path / "b.png", noise((12, 16, 3), 1))
     small, large = load_image_folder(tmp_path, 6).images, load_image_folder(tmp_path, 9).images
     assert small.shape[1:3] == (6, 6) and large.shape[1:3] == (9, 9)
 

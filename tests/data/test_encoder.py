@@ -6,40 +6,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from imc_cluster import IMCSwAVClustering
 from imc_cluster.data.encoder import InputEncoder
 
 
-@pytest.fixture(scope="module")
-def pixels():
-    """24 RGB 12x12 uint8 images of three brightness classes, and their labels."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 8)
-    images = rng.integers(0, 80, size=(24, 12, 12, 3)) + 80 * labels[:, None, None, None]
-    return images.astype(np.uint8), labels
-
-
-@pytest.fixture(scope="module")
-def fitted_on_uint8(pixels, tiny_params):
-    return IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(pixels[0])
-
-
-class ListDataset(Dataset):
-    def __init__(self, items):
-        self.items = items
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
-
-
-def to_tensor_items(images):
+def to_tensor_items(images, list_dataset):
     """What ``ToTensor()`` gives: float32 (C, H, W) in [0, 1], with a target."""
-    return ListDataset(
+    return list_dataset(
         [(torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 255), 0) for image in images]
     )
 
@@ -52,9 +27,10 @@ class Stream(IterableDataset):
         return iter(Image.fromarray(image) for image in self.images)
 
 
-def forms(images):
-    """The same pixels as uint8 arrays, float arrays in [0, 1], channels-first tensors, a ToTensor Dataset,
-    an iterable Dataset of PIL images, a DataLoader, a uint16 array, and tensors that require grad."""
+def forms(images, list_dataset):
+    """The same pixels as uint8 arrays, float arrays in [0, 1], channels-first tensors, a ToTensor Dataset
+    (of ``list_dataset``), an iterable Dataset of PIL images, a DataLoader, a uint16 array, and tensors that
+    require grad."""
     floats = images.astype(np.float32) / 255
     as_tensor = torch.from_numpy(floats.transpose(0, 3, 1, 2).copy())
     return {
@@ -63,7 +39,7 @@ def forms(images):
         "float64 in [0, 1]": images / 255.0,
         "tensor NCHW": as_tensor,
         "tensor requiring grad": as_tensor.clone().requires_grad_(),
-        "ToTensor Dataset": to_tensor_items(images),
+        "ToTensor Dataset": to_tensor_items(images, list_dataset),
         "IterableDataset of PIL images": Stream(images),
         "DataLoader": DataLoader(TensorDataset(as_tensor, torch.zeros(len(images))), batch_size=5),
         "uint16": images.astype(np.uint16) * 257,
@@ -72,16 +48,16 @@ def forms(images):
     }
 
 
-@pytest.mark.parametrize("form", sorted(forms(np.zeros((1, 2, 2, 3), np.uint8))))
-def test_the_same_pixels_in_any_form_give_the_same_result(fitted_on_uint8, pixels, form):
-    X = forms(pixels[0])[form]
+@pytest.mark.parametrize("form", sorted(forms(np.zeros((1, 2, 2, 3), np.uint8), list)))  # only the names
+def test_the_same_pixels_in_any_form_give_the_same_result(fitted_on_uint8, pixels, form, list_dataset):
+    X = forms(pixels[0], list_dataset)[form]
     np.testing.assert_array_equal(fitted_on_uint8.predict_proba(X), fitted_on_uint8.predict_proba(pixels[0]))
 
 
 @pytest.mark.parametrize("form", ["float32 in [0, 1]", "ToTensor Dataset", "uint16"])
-def test_fit_on_another_form_gives_the_same_model(pixels, form, tiny_params):
+def test_fit_on_another_form_gives_the_same_model(pixels, form, tiny_params, list_dataset):
     reference = IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(pixels[0])
-    other = IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(forms(pixels[0])[form])
+    other = IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(forms(pixels[0], list_dataset)[form])
     for a, b in zip(reference.model_.state_dict().values(), other.model_.state_dict().values()):
         assert torch.equal(a, b)
     np.testing.assert_array_equal(other.predict(pixels[0]), reference.labels_)

@@ -1,8 +1,6 @@
 """The ``folder`` data set's splits: train/ and test/ folders, either alone, or neither; the test classes
 among the training ones; the test images in the training images' channels; skipped files warned about."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,36 +8,9 @@ from PIL import Image
 from imc_cluster.data.datasets import DatasetNotFoundError, load_dataset
 
 
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _save(file: Path, array: np.ndarray, **options) -> np.ndarray:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    grey = array.ndim == 3 and array.shape[2] == 1
-    Image.fromarray(array[..., 0] if grey else array).save(file, **options)
-    return array
-
-
-def _noise(shape, seed=0) -> np.ndarray:
-    return _rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def _write_tree(root: Path, classes=("cat", "ant", "bee"), per_class: int = 3, shape=(32, 32, 3), seed=4):
-    """An ImageFolder tree of PNG files; returns images and labels in sorted-class, sorted-file order."""
-    rng, images, labels = _rng(seed), [], []
-    for label, name in enumerate(sorted(classes)):
-        for index in range(per_class):
-            image = rng.integers(0, 256, shape, dtype=np.uint8)
-            _save(root / name / f"{index:02d}.png", image)
-            images.append(image)
-            labels.append(label)
-    return np.stack(images), np.array(labels)
-
-
-def test_folder_with_train_and_test(tmp_path):
-    train_images, train_labels = _write_tree(tmp_path / "train")
-    test_images, test_labels = _write_tree(tmp_path / "test", classes=("cat", "bee"), per_class=2, seed=5)
+def test_folder_with_train_and_test(tmp_path, write_tree):
+    train_images, train_labels = write_tree(tmp_path / "train")
+    test_images, test_labels = write_tree(tmp_path / "test", classes=("cat", "bee"), per_class=2, seed=5)
     data = load_dataset("folder", tmp_path, download=False)
     assert data.name == "FOLDER" and data.classes == ["ant", "bee", "cat"]
     np.testing.assert_array_equal(data.train_images, train_images)
@@ -52,8 +23,8 @@ def test_folder_with_train_and_test(tmp_path):
     np.testing.assert_allclose(data.std, pixels.std(axis=0), rtol=1e-9)
 
 
-def test_folder_with_train_only_reads_its_classes_as_both_splits(tmp_path):
-    images, labels = _write_tree(tmp_path / "train", classes=("b", "a"), per_class=2)
+def test_folder_with_train_only_reads_its_classes_as_both_splits(tmp_path, write_tree):
+    images, labels = write_tree(tmp_path / "train", classes=("b", "a"), per_class=2)
     data = load_dataset("folder", tmp_path)
     assert data.classes == ["a", "b"]
     for split_images, split_labels in (
@@ -64,15 +35,15 @@ def test_folder_with_train_only_reads_its_classes_as_both_splits(tmp_path):
         np.testing.assert_array_equal(split_labels, labels)
 
 
-def test_folder_with_test_only_names_the_missing_train_folder(tmp_path):
-    _write_tree(tmp_path / "test", classes=("a",), per_class=1)
+def test_folder_with_test_only_names_the_missing_train_folder(tmp_path, write_tree):
+    write_tree(tmp_path / "test", classes=("a",), per_class=1)
     with pytest.raises(DatasetNotFoundError, match="test/ but no train/") as error:
         load_dataset("folder", tmp_path)
     assert str(tmp_path / "train") in str(error.value)
 
 
-def test_folder_without_split_is_both_splits_and_keeps_grey(tmp_path):
-    images, labels = _write_tree(tmp_path, classes=("b", "a"), shape=(16, 16, 1))
+def test_folder_without_split_is_both_splits_and_keeps_grey(tmp_path, write_tree):
+    images, labels = write_tree(tmp_path, classes=("b", "a"), shape=(16, 16, 1))
     for _ in range(2):  # the second load finds the cache folder in the tree: it is not a class
         data = load_dataset("FOLDER", tmp_path, download=False)
         assert data.classes == ["a", "b"] and data.test_images is data.train_images
@@ -81,19 +52,21 @@ def test_folder_without_split_is_both_splits_and_keeps_grey(tmp_path):
         assert data.crop_sizes == (14, 9) and len(data.mean) == len(data.std) == 1
 
 
-def test_train_and_test_folders_without_classes_are_unlabelled_and_share_channels(tmp_path):
-    _save(tmp_path / "train" / "a.png", _noise((5, 5, 3)))
-    _save(tmp_path / "train" / "b.png", _noise((5, 5, 3), 1))
-    grey = _save(tmp_path / "test" / "g.png", _noise((5, 5, 1), 2))
+def test_train_and_test_folders_without_classes_are_unlabelled_and_share_channels(
+    tmp_path, save_image, noise
+):
+    save_image(tmp_path / "train" / "a.png", noise((5, 5, 3)))
+    save_image(tmp_path / "train" / "b.png", noise((5, 5, 3), 1))
+    grey = save_image(tmp_path / "test" / "g.png", noise((5, 5, 1), 2))
     data = load_dataset("folder", tmp_path)
     assert data.classes == [] and (data.train_labels == -1).all() and (data.test_labels == -1).all()
     np.testing.assert_array_equal(data.test_images[0], np.repeat(grey, 3, axis=2))  # the train's channels
 
 
-def test_test_classes_must_be_train_classes(tmp_path):
-    _write_tree(tmp_path / "train", classes=("a", "b"), per_class=1)
-    _write_tree(tmp_path / "test", classes=("a", "z"), per_class=1)
-    with pytest.raises(ValueError, match="lacks: z"):
+def test_test_classes_must_be_train_classes(tmp_path, write_tree):
+    write_tree(tmp_path / "train", classes=("a", "b"), per_class=1)
+    write_tree(tmp_path / "test", classes=("a", "z"), per_class=1)
+    with pytest.raises(ValueError, match="lacks, or whose files there cannot be decoded: z"):
         load_dataset("folder", tmp_path)
 
 

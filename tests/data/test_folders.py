@@ -15,21 +15,6 @@ from imc_cluster.data.decoding import CACHE_DIR, DatasetNotFoundError
 from imc_cluster.data.folders import find_image_files, image_extensions
 
 
-def _rng(seed=0):
-    return np.random.default_rng(seed)
-
-
-def _save(file: Path, array: np.ndarray, **options) -> np.ndarray:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    grey = array.ndim == 3 and array.shape[2] == 1
-    Image.fromarray(array[..., 0] if grey else array).save(file, **options)
-    return array
-
-
-def _noise(shape, seed=0) -> np.ndarray:
-    return _rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
 def _corrupt(file: Path) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
@@ -38,9 +23,9 @@ def _corrupt(file: Path) -> None:
 # ---------------------------------------------------------------- layouts and the labelled rule
 
 
-def test_flat_folder_is_unlabelled_in_sorted_order(tmp_path):
+def test_flat_folder_is_unlabelled_in_sorted_order(tmp_path, save_image, noise):
     images = {
-        name: _save(tmp_path / name, _noise((6, 7, 3), seed))
+        name: save_image(tmp_path / name, noise((6, 7, 3), seed))
         for seed, name in enumerate(["b.png", "a.png", "c10.png", "c9.png"])
     }
     data = load_image_folder(tmp_path)
@@ -50,9 +35,9 @@ def test_flat_folder_is_unlabelled_in_sorted_order(tmp_path):
     np.testing.assert_array_equal(data.images, np.stack([images[name] for name in data.paths]))
 
 
-def test_nested_folder_is_found_recursively(tmp_path):
+def test_nested_folder_is_found_recursively(tmp_path, save_image, noise):
     for name in ["x/2.png", "x/deep/er/1.png", "x/1.png", "x/deep/0.png"]:
-        _save(tmp_path / name, _noise((4, 4, 3)))
+        save_image(tmp_path / name, noise((4, 4, 3)))
     data = load_image_folder(tmp_path)
     assert data.paths == ["x/1.png", "x/2.png", "x/deep/0.png", "x/deep/er/1.png"]
     assert data.labels is None  # one top-level folder: not a class tree
@@ -69,10 +54,10 @@ LAYOUTS = {
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_labelled_rule(tmp_path, layout):
+def test_labelled_rule(tmp_path, layout, save_image, noise):
     files, labels, classes = LAYOUTS[layout]
     for seed, name in enumerate(files):
-        _save(tmp_path / name, _noise((4, 4, 3), seed))
+        save_image(tmp_path / name, noise((4, 4, 3), seed))
     data = load_image_folder(tmp_path, labels=labels)
     assert data.classes == (classes or [])
     if classes is None:
@@ -86,15 +71,15 @@ def test_labelled_rule(tmp_path, layout):
         np.testing.assert_array_equal(dataset.train_labels, expected)
 
 
-def test_forced_folder_labels_refuse_loose_files(tmp_path):
-    _save(tmp_path / "cat" / "1.png", _noise((4, 4, 3)))
-    _save(tmp_path / "loose.png", _noise((4, 4, 3)))
+def test_forced_folder_labels_refuse_loose_files(tmp_path, save_image, noise):
+    save_image(tmp_path / "cat" / "1.png", noise((4, 4, 3)))
+    save_image(tmp_path / "loose.png", noise((4, 4, 3)))
     with pytest.raises(ValueError, match="1 lie directly in it"):
         load_image_folder(tmp_path, labels="folders")
 
 
-def test_hidden_files_folders_cache_and_other_files_are_skipped(tmp_path):
-    kept = _save(tmp_path / "a.png", _noise((4, 4, 3)))
+def test_hidden_files_folders_cache_and_other_files_are_skipped(tmp_path, save_image, noise):
+    kept = save_image(tmp_path / "a.png", noise((4, 4, 3)))
     _corrupt(tmp_path / ".hidden.png")
     _corrupt(tmp_path / "._a.png")  # macOS resource fork
     _corrupt(tmp_path / ".thumbs" / "b.png")
@@ -108,8 +93,8 @@ def test_hidden_files_folders_cache_and_other_files_are_skipped(tmp_path):
         np.testing.assert_array_equal(data.images[0], kept)
 
 
-def test_symbolic_link_cycles_end_and_each_folder_is_read_once(tmp_path):
-    _save(tmp_path / "a" / "1.png", _noise((4, 4, 3)))
+def test_symbolic_link_cycles_end_and_each_folder_is_read_once(tmp_path, save_image, noise):
+    save_image(tmp_path / "a" / "1.png", noise((4, 4, 3)))
     os.symlink(tmp_path / "a", tmp_path / "a" / "loop")
     assert find_image_files(tmp_path) == ["a/1.png"]
 
@@ -142,16 +127,16 @@ def test_missing_and_empty_folders(tmp_path):
         (dict(on_error="ignore"), "on_error must be"),
     ],
 )
-def test_bad_options_are_named(tmp_path, options, message):
-    _save(tmp_path / "a.png", _noise((4, 4, 3)))
+def test_bad_options_are_named(tmp_path, options, message, save_image, noise):
+    save_image(tmp_path / "a.png", noise((4, 4, 3)))
     with pytest.raises(ValueError, match=message):
         load_image_folder(tmp_path, **options)
 
 
-def test_only_regular_files_are_images(tmp_path):
+def test_only_regular_files_are_images(tmp_path, save_image, noise):
     """A dangling link and a named pipe with an image's extension are left out (reading a pipe would wait
     forever); a link to an image file counts."""
-    _save(tmp_path / "a.png", _noise((8, 8, 3)))
+    save_image(tmp_path / "a.png", noise((8, 8, 3)))
     os.symlink(tmp_path / "a.png", tmp_path / "link.png")
     os.symlink(tmp_path / "nowhere.png", tmp_path / "dangling.png")
     os.mkfifo(tmp_path / "pipe.png")
@@ -163,9 +148,9 @@ def test_only_regular_files_are_images(tmp_path):
 # ---------------------------------------------------------------- sizes
 
 
-def test_mixed_sizes_need_image_size(tmp_path):
-    _save(tmp_path / "a.png", _noise((10, 12, 3)))
-    _save(tmp_path / "b.png", _noise((8, 8, 3)))
+def test_mixed_sizes_need_image_size(tmp_path, save_image, noise):
+    save_image(tmp_path / "a.png", noise((10, 12, 3)))
+    save_image(tmp_path / "b.png", noise((8, 8, 3)))
     with pytest.raises(ValueError, match=r"a\.png is 10x12 but .*b\.png is 8x8.*image_size="):
         load_image_folder(tmp_path)
     with pytest.raises(ValueError, match="--image_size"):
@@ -190,9 +175,9 @@ def _bands(height: int, width: int, axis: int) -> np.ndarray:
     "shape, axis, size",
     [((16, 48), 1, 8), ((48, 16), 0, 8), ((10, 60), 1, (5, 10)), ((30, 30), 0, (10, 30)), ((12, 36), 1, 32)],
 )
-def test_image_size_keeps_the_aspect_by_a_centre_crop(tmp_path, shape, axis, size):
+def test_image_size_keeps_the_aspect_by_a_centre_crop(tmp_path, shape, axis, size, save_image):
     """The outer bands are cut off whole: the result is the middle (green) band only, down- or upscaled."""
-    _save(tmp_path / "bands.png", _bands(*shape, axis))
+    save_image(tmp_path / "bands.png", _bands(*shape, axis))
     image = load_image_folder(tmp_path, size).images[0]
     side = (size, size) if isinstance(size, int) else size
     assert image.shape == (*side, 3)
@@ -219,10 +204,10 @@ FORMATS = {
 
 
 @pytest.mark.parametrize("image_format", FORMATS)
-def test_every_common_format_is_found_and_decoded(tmp_path, image_format):
+def test_every_common_format_is_found_and_decoded(tmp_path, image_format, save_image, noise):
     name, options, exact = FORMATS[image_format]
-    image = np.repeat(np.repeat(_noise((4, 4, 3)), 4, axis=0), 4, axis=1)  # blocks survive JPEG fairly well
-    _save(tmp_path / name, image, **options)
+    image = np.repeat(np.repeat(noise((4, 4, 3)), 4, axis=0), 4, axis=1)  # blocks survive JPEG fairly well
+    save_image(tmp_path / name, image, **options)
     data = load_image_folder(tmp_path)
     assert data.paths == [name] and data.images.shape == (1, 16, 16, 3)
     with Image.open(tmp_path / name) as reopened:
@@ -239,25 +224,30 @@ def test_extensions_are_the_formats_pil_decodes():
     assert all(ext == ext.lower() and ext.startswith(".") for ext in extensions)
 
 
-def _modes() -> dict:
-    grey = _noise((6, 6))
+#: the PIL modes of :func:`_modes`, one image each
+MODES = ["L", "1", "LA", "I;16", "RGB", "RGBA", "P"]
+
+
+def _modes(noise) -> dict:
+    """Mode -> (an image of random pixels in that mode, the pixels expected of a grey mode or None)."""
+    grey = noise((6, 6))
     wide = (grey.astype(np.uint16) * 257).astype("<u2")
     return {
         "L": (Image.fromarray(grey), grey[..., None]),
         "1": (Image.fromarray(grey).convert("1"), None),
         "LA": (Image.fromarray(np.stack([grey, 255 - grey], axis=2), "LA"), grey[..., None]),
         "I;16": (Image.frombytes("I;16", (6, 6), wide.tobytes()), grey[..., None]),
-        "RGB": (Image.fromarray(_noise((6, 6, 3))), None),
-        "RGBA": (Image.fromarray(_noise((6, 6, 4))), None),
-        "P": (Image.fromarray(_noise((6, 6, 3))).convert("P"), None),
+        "RGB": (Image.fromarray(noise((6, 6, 3))), None),
+        "RGBA": (Image.fromarray(noise((6, 6, 4))), None),
+        "P": (Image.fromarray(noise((6, 6, 3))).convert("P"), None),
     }
 
 
-@pytest.mark.parametrize("mode", list(_modes()))
-def test_colour_modes(tmp_path, mode):
+@pytest.mark.parametrize("mode", MODES)
+def test_colour_modes(tmp_path, mode, noise):
     """Grey modes give one channel (16 bits scaled down), the others RGB with alpha dropped; channels=1
     and 3 force grey (PIL's luma) and RGB."""
-    image, expected = _modes()[mode]
+    image, expected = _modes(noise)[mode]
     image.save(tmp_path / "a.png")
     with Image.open(tmp_path / "a.png") as reopened:
         assert reopened.mode == mode
@@ -277,9 +267,9 @@ def test_colour_modes(tmp_path, mode):
     np.testing.assert_array_equal(forced_grey, luma)
 
 
-def test_grey_among_colour_gives_rgb(tmp_path):
-    grey = _save(tmp_path / "a.png", _noise((5, 5, 1)))
-    colour = _save(tmp_path / "b.png", _noise((5, 5, 3), 1))
+def test_grey_among_colour_gives_rgb(tmp_path, save_image, noise):
+    grey = save_image(tmp_path / "a.png", noise((5, 5, 1)))
+    colour = save_image(tmp_path / "b.png", noise((5, 5, 3), 1))
     np.testing.assert_array_equal(
         load_image_folder(tmp_path).images, np.stack([np.repeat(grey, 3, axis=2), colour])
     )
@@ -298,10 +288,10 @@ def test_photos_are_read_upright_by_their_exif_orientation(tmp_path):
     assert image[:14].mean() < 20 and image[18:].mean() > 235  # the white half now at the bottom
 
 
-def test_file_names_that_are_not_utf8_are_read(tmp_path):
+def test_file_names_that_are_not_utf8_are_read(tmp_path, save_image, noise):
     name = os.fsdecode(b"\xff\xfe photo.png")  # a Linux file name of undecodable bytes
-    _save(tmp_path / name, _noise((8, 8, 3)))
-    _save(tmp_path / "ok.png", _noise((8, 8, 3), seed=1))
+    save_image(tmp_path / name, noise((8, 8, 3)))
+    save_image(tmp_path / "ok.png", noise((8, 8, 3), seed=1))
     data = load_dataset("folder", tmp_path)  # through the cache, whose key hashes the names
     assert data.train_images.shape == (2, 8, 8, 3)
     assert load_image_folder(tmp_path).paths == sorted([name, "ok.png"], key=lambda path: path.split("/"))
@@ -311,9 +301,9 @@ def test_file_names_that_are_not_utf8_are_read(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"plain text", b"\x89PNG\r\n\x1a\n" + bytes(100), "truncated"])
-def test_unreadable_files_raise_or_are_skipped(tmp_path, content):
+def test_unreadable_files_raise_or_are_skipped(tmp_path, content, save_image, noise):
     for name in ("cat/1.png", "cat/3.png", "dog/1.png"):
-        _save(tmp_path / name, _noise((8, 8, 3)))
+        save_image(tmp_path / name, noise((8, 8, 3)))
     good = (tmp_path / "cat" / "1.png").read_bytes()
     (tmp_path / "cat" / "2.png").write_bytes(good[: len(good) // 2] if content == "truncated" else content)
     with pytest.raises(ValueError, match=r"Cannot decode the image file .*cat/2\.png"):
@@ -328,9 +318,9 @@ def test_unreadable_files_raise_or_are_skipped(tmp_path, content):
         load_image_folder(tmp_path)
 
 
-def test_first_file_unreadable_and_all_unreadable(tmp_path):
+def test_first_file_unreadable_and_all_unreadable(tmp_path, save_image, noise):
     _corrupt(tmp_path / "a.png")
-    _save(tmp_path / "b.png", _noise((4, 4, 1)))
+    save_image(tmp_path / "b.png", noise((4, 4, 1)))
     data = load_image_folder(tmp_path, on_error="skip")
     assert data.paths == ["b.png"] and data.images.shape == (1, 4, 4, 1)
     (tmp_path / "b.png").write_bytes(b"broken too")
@@ -338,9 +328,9 @@ def test_first_file_unreadable_and_all_unreadable(tmp_path):
         load_image_folder(tmp_path, on_error="skip")
 
 
-def test_image_over_the_pixel_limit_is_skipped_with_its_reason(tmp_path, monkeypatch):
-    _save(tmp_path / "a.png", _noise((4, 4, 3)))
-    _save(tmp_path / "b.png", _noise((40, 40, 3)))
+def test_image_over_the_pixel_limit_is_skipped_with_its_reason(tmp_path, monkeypatch, save_image, noise):
+    save_image(tmp_path / "a.png", noise((4, 4, 3)))
+    save_image(tmp_path / "b.png", noise((40, 40, 3)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -351,9 +341,9 @@ def test_image_over_the_pixel_limit_is_skipped_with_its_reason(tmp_path, monkeyp
 # ---------------------------------------------------------------- batches
 
 
-def test_batches_cover_the_folder_in_order_with_bounded_size(tmp_path):
+def test_batches_cover_the_folder_in_order_with_bounded_size(tmp_path, save_image, noise):
     for index in range(10):
-        _save(tmp_path / f"{index:02d}.png", _noise((6 + index, 9, 3), index))
+        save_image(tmp_path / f"{index:02d}.png", noise((6 + index, 9, 3), index))
     _corrupt(tmp_path / "04.png")
     whole = load_image_folder(tmp_path, (5, 7), channels=3, on_error="skip")
     batches = list(iter_image_batches(tmp_path, 3, (5, 7)))
@@ -367,9 +357,9 @@ def test_batches_cover_the_folder_in_order_with_bounded_size(tmp_path):
     assert grey.images.shape == (2, 4, 4, 1)
 
 
-def test_batches_of_mixed_sizes_without_image_size_fail(tmp_path):
-    _save(tmp_path / "a.png", _noise((4, 4, 3)))
-    _save(tmp_path / "b.png", _noise((5, 5, 3)))
+def test_batches_of_mixed_sizes_without_image_size_fail(tmp_path, save_image, noise):
+    save_image(tmp_path / "a.png", noise((4, 4, 3)))
+    save_image(tmp_path / "b.png", noise((5, 5, 3)))
     with pytest.raises(ValueError, match="Images differ in size"):
         list(iter_image_batches(tmp_path, 1))
     with pytest.raises(ValueError, match="Images differ in size"):
@@ -385,7 +375,7 @@ def test_batches_of_mixed_sizes_without_image_size_fail(tmp_path):
         (dict(on_error="warn"), "on_error"),
     ],
 )
-def test_bad_batch_options(tmp_path, options, message):
-    _save(tmp_path / "a.png", _noise((4, 4, 3)))
+def test_bad_batch_options(tmp_path, options, message, save_image, noise):
+    save_image(tmp_path / "a.png", noise((4, 4, 3)))
     with pytest.raises(ValueError, match=message):
         next(iter_image_batches(tmp_path, **options))

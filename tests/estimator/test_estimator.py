@@ -257,7 +257,7 @@ FIT_CASES = [
     ("strings", {}, lambda: np.array([["a", "b"]] * 12), ValueError, "numeric|string"),
     ("complex numbers", {}, lambda: np.ones((12, 3)) * 1j, ValueError, "[Cc]omplex"),
     ("object images", {}, lambda: np.full((12, 4, 4, 3), None), TypeError, "numeric|dtype"),
-    ("ragged rows", {}, lambda: [[1.0, 2.0], [3.0]] * 6, ValueError, "inhomogeneous|sequence"),
+    ("ragged rows", {}, lambda: [[1.0, 2.0], [3.0]] * 6, ValueError, "different shapes"),
     (
         "ResNet on plain vectors",
         dict(backbone="resnet18"),

@@ -23,11 +23,6 @@ def weights_equal(a, b):
     )
 
 
-@pytest.fixture
-def small_images():
-    return np.random.default_rng(0).integers(0, 255, size=(24, 8, 8, 3)).astype(np.uint8)
-
-
 # ------------------------------------------------------------------ checkpoints and warm starts
 
 

@@ -2,7 +2,6 @@
 (a checkpoint written on a GPU machine loads on a CPU-only one), and weights that do not fit the saved
 architecture."""
 
-import copy
 import pickle
 
 import joblib
@@ -14,49 +13,25 @@ from imc_cluster import IMCSwAVClustering
 from imc_cluster.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint
 from imc_cluster.data.datasets import load_dataset
 
-
-@pytest.fixture
-def images():
-    return np.random.default_rng(0).integers(0, 255, size=(24, 8, 8, 3)).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory, tiny_params):
-    """A checkpoint of a tiny fitted estimator, and the images it was fitted on."""
-    images = np.random.default_rng(0).integers(0, 255, size=(24, 8, 8, 3)).astype(np.uint8)
-    path = tmp_path_factory.mktemp("cpt") / "m.cpt"
-    IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(images).save(path)
-    return path, images
-
-
-def tampered(saved, tmp_path, change):
-    """The saved checkpoint with ``change(content)`` applied, written again under a valid digest: an intact
-    file whose content is wrong."""
-    content = copy.deepcopy(load_checkpoint(saved[0]))
-    change(content)
-    save_checkpoint(content, tmp_path / "t.cpt", "test")
-    return tmp_path / "t.cpt"
-
-
 # ------------------------------------------------------------------ round trips
 
 
-def test_save_load_pickle_joblib_round_trips(tiny, images, tmp_path):
-    est = tiny().fit(images)
+def test_save_load_pickle_joblib_round_trips(tiny, small_images, tmp_path):
+    est = tiny().fit(small_images)
     est.save(tmp_path / "model.cpt")
     copies = [IMCSwAVClustering.load(tmp_path / "model.cpt"), pickle.loads(pickle.dumps(est))]
     joblib.dump(est, tmp_path / "model.joblib")
     copies.append(joblib.load(tmp_path / "model.joblib"))
     for restored in copies:
-        np.testing.assert_array_equal(restored.predict(images), est.predict(images))
-        np.testing.assert_array_equal(restored.transform(images), est.transform(images))
+        np.testing.assert_array_equal(restored.predict(small_images), est.predict(small_images))
+        np.testing.assert_array_equal(restored.transform(small_images), est.transform(small_images))
         np.testing.assert_array_equal(restored.labels_, est.labels_)
         assert restored.get_params() == est.get_params()
         assert restored.history_ == est.history_ and restored.input_shape_ == est.input_shape_
 
 
-def test_pickled_state_holds_cpu_tensors_only(tiny, images):
-    state = tiny().fit(images).__getstate__()
+def test_pickled_state_holds_cpu_tensors_only(tiny, small_images):
+    state = tiny().fit(small_images).__getstate__()
     tensors = [v for v in state["model_"].values()]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
     assert "device_" not in state  # resolved again where it is unpickled
@@ -65,12 +40,12 @@ def test_pickled_state_holds_cpu_tensors_only(tiny, images):
 # ------------------------------------------------------------------ devices
 
 
-def test_load_on_requested_device(tiny, images, tmp_path):
-    tiny().fit(images).save(tmp_path / "m.cpt")
+def test_load_on_requested_device(tiny, small_images, tmp_path):
+    tiny().fit(small_images).save(tmp_path / "m.cpt")
     assert IMCSwAVClustering.load(tmp_path / "m.cpt", device="cpu").device_ == torch.device("cpu")
 
 
-def test_a_checkpoint_written_on_a_gpu_machine_loads_with_load_alone(saved, tmp_path):
+def test_a_checkpoint_written_on_a_gpu_machine_loads_with_load_alone(saved, tampered):
     """As if written by a CUDA fit: device parameter "cuda:0", random state of a CUDA generator."""
 
     def as_if_from_a_gpu(content):
@@ -78,7 +53,7 @@ def test_a_checkpoint_written_on_a_gpu_machine_loads_with_load_alone(saved, tmp_
         content["training"]["generator_device"] = "cuda"
         content["training"]["generator"] = torch.zeros(16, dtype=torch.uint8)
 
-    path = tampered(saved, tmp_path, as_if_from_a_gpu)
+    path = tampered(as_if_from_a_gpu)
     est = IMCSwAVClustering.load(path)
     reference = IMCSwAVClustering.load(saved[0])
     if not torch.cuda.is_available():
@@ -98,8 +73,8 @@ def test_a_device_asked_for_must_exist(saved):
 # ------------------------------------------------------------------ weights and architecture
 
 
-def test_checkpoint_of_another_architecture(tiny, images, tmp_path):
-    tiny().fit(images).save(tmp_path / "m.cpt")
+def test_checkpoint_of_another_architecture(tiny, small_images, tmp_path):
+    tiny().fit(small_images).save(tmp_path / "m.cpt")
     content = load_checkpoint(tmp_path / "m.cpt")
     content["architecture"]["width"] = 8
     save_checkpoint(content, tmp_path / "other.cpt", "test")

@@ -10,21 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from imc_cluster import IMCSwAVClustering
-
 RECORDED = json.loads((Path(__file__).parents[1] / "recorded" / "before_restructuring.json").read_text())
-TINY = dict(
-    backbone_width=4,
-    n_prototypes=10,
-    projection_dim=8,
-    head_hidden_dim=16,
-    batch_size=16,
-    max_epochs=2,
-    warmup_updates=2,
-    bn_recalibration_batches=2,
-    random_state=0,
-    n_clusters=3,
-)
 
 
 def data():
@@ -42,32 +28,25 @@ def weights_digest(est):
     return hasher.hexdigest()
 
 
-def warm_started(rgb):
-    est = IMCSwAVClustering(**{**TINY, "max_epochs": 1}).fit(rgb)
+def warm_started(tiny, rgb):
+    est = tiny(max_epochs=1).fit(rgb)
     return est.set_params(warm_start=True, max_epochs=3).fit(rgb)
 
 
+#: name -> fit(tiny, rgb, labels, grey), ``tiny`` the factory of tiny estimators of three clusters
 CASES = {
-    "rgb": lambda rgb, labels, grey: IMCSwAVClustering(**TINY).fit(rgb),
-    "rgb_eval_set": lambda rgb, labels, grey: IMCSwAVClustering(**TINY).fit(
-        rgb, eval_set=(rgb[::2], labels[::2])
-    ),
-    "grey_flat_floats": lambda rgb, labels, grey: IMCSwAVClustering(**{**TINY, "image_shape": (8, 8)}).fit(
-        grey
-    ),
-    "head_mask": lambda rgb, labels, grey: IMCSwAVClustering(**TINY).fit(
-        rgb, head_mask=np.arange(24) % 3 == 0
-    ),
-    "warm_start": lambda rgb, labels, grey: warm_started(rgb),
-    "checkpointing": lambda rgb, labels, grey: IMCSwAVClustering(
-        **{**TINY, "activation_checkpointing": True}
-    ).fit(rgb),
+    "rgb": lambda tiny, rgb, labels, grey: tiny().fit(rgb),
+    "rgb_eval_set": lambda tiny, rgb, labels, grey: tiny().fit(rgb, eval_set=(rgb[::2], labels[::2])),
+    "grey_flat_floats": lambda tiny, rgb, labels, grey: tiny(image_shape=(8, 8)).fit(grey),
+    "head_mask": lambda tiny, rgb, labels, grey: tiny().fit(rgb, head_mask=np.arange(24) % 3 == 0),
+    "warm_start": lambda tiny, rgb, labels, grey: warm_started(tiny, rgb),
+    "checkpointing": lambda tiny, rgb, labels, grey: tiny(activation_checkpointing=True).fit(rgb),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_fit_equals_the_recorded_fit_of_the_code_before_the_move(name):
-    est = CASES[name](*data())
+def test_fit_equals_the_recorded_fit_of_the_code_before_the_move(name, tiny):
+    est = CASES[name](tiny, *data())
     recorded = RECORDED[name]
     assert weights_digest(est) == recorded["weights_sha256"]
     assert est.labels_.tolist() == recorded["labels"]

@@ -4,24 +4,7 @@ the BatchNorm buffers and the evaluation mode as they were."""
 import threading
 
 import numpy as np
-import pytest
 import torch
-
-from imc_cluster import IMCSwAVClustering
-
-
-@pytest.fixture(scope="module")
-def pixels():
-    """24 RGB 12x12 uint8 images of three brightness classes, and their labels."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 8)
-    images = rng.integers(0, 80, size=(24, 12, 12, 3)) + 80 * labels[:, None, None, None]
-    return images.astype(np.uint8), labels
-
-
-@pytest.fixture(scope="module")
-def fitted_on_uint8(pixels, tiny_params):
-    return IMCSwAVClustering(**{**tiny_params, "n_clusters": 3}).fit(pixels[0])
 
 
 def test_concurrent_inference_equals_sequential_and_keeps_batch_norm_buffers(fitted_on_uint8, pixels):
