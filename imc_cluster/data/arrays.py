@@ -25,18 +25,16 @@ __all__ = [
     "as_array_like",
     "resolve_image_shape",
     "images_from_array",
-    "images_from_dataset",
     "pixel_range",
     "to_uint8",
     "as_tensor",
     "channel_statistics",
-    "pil_to_array",
     "true_labels",
+    "VALID_CHANNELS",
+    "channels_first",
 ]
 
-_VALID_CHANNELS = (1, 3)
-#: PIL modes read as one grey channel (black-and-white, grey, grey with alpha); every other mode as RGB
-_GREY_MODES = ("1", "L", "LA")
+VALID_CHANNELS = (1, 3)
 
 
 @dataclass
@@ -157,7 +155,7 @@ def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int]:
         raise ValueError(
             f"image_shape {image_shape} holds {int(np.prod(shape))} values, but X has {n_features} features."
         )
-    if shape[2] not in _VALID_CHANNELS:
+    if shape[2] not in VALID_CHANNELS:
         raise ValueError(f"Images must have 1 or 3 channels, image_shape {image_shape} gives {shape[2]}.")
     return shape
 
@@ -166,11 +164,11 @@ class AmbiguousImagesWarning(UserWarning):
     """Images whose channel axis could be the second or the last one (both have 1 or 3 entries)."""
 
 
-def _channels_first(array: np.ndarray, expected: tuple[int, ...] | None = None) -> np.ndarray:
+def channels_first(array: np.ndarray, expected: tuple[int, ...] | None = None) -> np.ndarray:
     """(N, H, W, C) or (N, C, H, W) -> (N, C, H, W); channels-last when the last axis has 1 or 3 entries
     and the second does not. Where both have (``(N, 1, H, 3)``, say), the reading whose ``(C, H, W)`` is
     ``expected`` (the fitted images, or ``image_shape``), else channels-first with a warning."""
-    last, second = array.shape[-1] in _VALID_CHANNELS, array.shape[1] in _VALID_CHANNELS
+    last, second = array.shape[-1] in VALID_CHANNELS, array.shape[1] in VALID_CHANNELS
     if last and not second:
         return array.transpose(0, 3, 1, 2)
     if not second:
@@ -288,110 +286,8 @@ def images_from_array(array: np.ndarray, image_shape, expected: tuple[int, ...] 
         if expected is None and image_shape is not None and -1 not in image_shape:
             shape = tuple(image_shape)
             expected = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
-        return _channels_first(array, expected)
+        return channels_first(array, expected)
     raise ValueError(f"Expected 2-D, 3-D or 4-D image data, got an array with {array.ndim} dimensions.")
-
-
-#: PIL modes of grey images wider than 8 bits (16-bit, 32-bit integer, float), which a conversion to 8 bits
-#: by PIL would clip at 255
-_WIDE_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
-
-
-def pil_to_array(image, rgb: bool = False) -> np.ndarray:
-    """A PIL image as a uint8 ``(H, W, 1)`` grey array (modes "1", "L" and "LA", unless ``rgb``) or an
-    ``(H, W, 3)`` RGB array (every other mode; alpha is dropped). Image files and the PIL images of a
-    torch Dataset are read by this one rule.
-
-    Grey images wider than 8 bits (modes "I;16*", "I", "F") are scaled by :func:`_wide_range`, never
-    clipped at 255; their non-finite values become the ends of that range.
-    """
-    if image.mode in _WIDE_MODES:
-        values = np.asarray(image)
-        low, high = _wide_range(values)
-        values = np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low)
-        grey = np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)[..., None]
-        return np.repeat(grey, 3, axis=2) if rgb else grey
-    grey = not rgb and image.mode in _GREY_MODES
-    mode = "L" if grey else "RGB"
-    array = np.asarray(image if image.mode == mode else image.convert(mode))
-    return array[..., None] if grey else array
-
-
-def _wide_range(array: np.ndarray) -> tuple[float, float]:
-    """The value range of a grey image wider than 8 bits that maps onto 0..255: 0..65535 for integers
-    within it (16-bit images, and PIL's 32-bit mode "I" holding them), [0, 1] for floats within it, else
-    the image's own finite minimum and maximum (one more than the minimum for a constant image)."""
-    finite = array[np.isfinite(array)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    nominal = (0.0, 65535.0) if array.dtype.kind in "iu" else (0.0, 1.0)
-    if nominal[0] <= low and high <= nominal[1]:
-        return nominal
-    return low, high if high > low else low + 1.0
-
-
-def _pil_or_tensor_to_array(item) -> np.ndarray:
-    """One Dataset image (PIL image, tensor or array) as an (H, W, C) or (C, H, W) array."""
-    if isinstance(item, torch.Tensor):
-        return item.detach().cpu().numpy()
-    if hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
-        return pil_to_array(item)
-    if isinstance(item, np.ndarray):
-        return item
-    raise TypeError(f"Dataset items must be PIL images, tensors or arrays, got {type(item).__name__}.")
-
-
-def images_from_dataset(dataset) -> np.ndarray:
-    """Decode a torch Dataset (map-style or iterable) of images or (image, target) pairs, once; targets are
-    ignored.
-
-    Grey and RGB images may be mixed, as in image folders: the grey ones are then repeated over three
-    channels. Items of different dtypes are each brought to uint8 by their own range (:func:`pixel_range`).
-
-    Returns
-    -------
-    images : ndarray (N, C, H, W)
-        In the items' own dtype when they share one (uint8 for PIL images).
-    """
-    items = (
-        iter(dataset)
-        if isinstance(dataset, torch.utils.data.IterableDataset)
-        else (dataset[index] for index in range(len(dataset)))
-    )
-    images = []
-    for index, item in enumerate(items):
-        if isinstance(item, (tuple, list)):
-            item = item[0]
-        array = _pil_or_tensor_to_array(item)
-        if array.ndim == 2:
-            array = array[None]
-        if array.ndim != 3:
-            raise ValueError(f"Dataset item {index} is not an image: shape {array.shape}.")
-        images.append(array)
-    if not images:
-        raise ValueError("The dataset is empty.")
-    if len({a.dtype for a in images}) > 1:
-        images = [to_uint8(a, pixel_range(a)) for a in images]
-    images = _grey_to_rgb_where_mixed(images)
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"Dataset images differ in shape ({sorted(shapes)[:3]}...); resize them to one size."
-        )
-    return _channels_first(np.stack(images))
-
-
-def _grey_to_rgb_where_mixed(images: list[np.ndarray]) -> list[np.ndarray]:
-    """Repeat grey images over three channels when the others are RGB: the shapes differ only in a first
-    or last axis of 1 and 3 (channels-first or channels-last); any other mix is left to the caller."""
-    shapes = {a.shape for a in images}
-    if len(shapes) != 2:
-        return images
-    first, second = shapes
-    axes = [axis for axis in range(3) if first[axis] != second[axis]]
-    if len(axes) != 1 or axes[0] == 1 or {first[axes[0]], second[axes[0]]} != set(_VALID_CHANNELS):
-        return images
-    axis = axes[0]
-    return [np.repeat(a, 3, axis=axis) if a.shape[axis] == 1 else a for a in images]
 
 
 def check_images(images: np.ndarray) -> np.ndarray:

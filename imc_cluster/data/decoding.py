@@ -4,9 +4,9 @@ Image files are decoded into one uint8 array (:func:`decode_images`), optionally
 the way: a centre crop to the target's aspect, then an antialiased resize (:func:`fit_to_size`). The array
 is cached in ``<root>/.imc_cluster_cache/<split>-<key>.npz``, keyed by the decoding settings and the
 relative path, size and modification time of every file, so that a changed folder is decoded again
-(:func:`cached_decode`). Each file is decoded by :func:`~imc_cluster.data.arrays.pil_to_array`'s rule, in full
-(a truncated file fails), and within PIL's pixel limit (a decompression bomb fails). A file that cannot be
-decoded raises, or with ``on_error="skip"`` is left out and reported.
+(:func:`cached_decode`). Each file is decoded by :func:`~imc_cluster.data.pil_images.pil_to_array`'s rule, in
+full (a truncated file fails), and within PIL's pixel limit (a decompression bomb fails). A file that cannot
+be decoded raises, or with ``on_error="skip"`` is left out and reported.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from PIL import ExifTags, Image, ImageOps
 
 from imc_cluster.core.files import atomic_write
 from imc_cluster.core.numbers import is_integer
-from imc_cluster.data.arrays import pil_to_array
+from imc_cluster.data.pil_images import pil_to_array
 
 __all__ = [
     "CACHE_DIR",
@@ -146,7 +146,7 @@ def _draft(image: Image.Image, size: tuple[int, int]) -> None:
 def decode_file(file: Path, channels: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
     """One image file as a uint8 ``(H, W, 1)`` grey or ``(H, W, 3)`` RGB array.
 
-    ``channels`` None keeps grey files grey (:func:`~imc_cluster.data.arrays.pil_to_array`); 3 makes every
+    ``channels`` None keeps grey files grey (:func:`~imc_cluster.data.pil_images.pil_to_array`); 3 makes every
     image RGB, 1 every image grey (PIL's luma of RGB). ``size`` ``(height, width)`` brings the image to
     that size (:func:`fit_to_size`; JPEG files are decoded at the smallest sufficient scale). The image is
     loaded in full, so that a truncated file fails here and is not padded. Any failure, and an image over

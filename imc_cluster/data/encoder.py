@@ -23,6 +23,7 @@ from sklearn.utils.validation import validate_data
 from imc_cluster.augmentation.multicrop import check_normalization, normalize
 from imc_cluster.core.numbers import is_integer
 from imc_cluster.data import arrays as data_lib
+from imc_cluster.data.pil_images import images_from_dataset
 
 __all__ = ["InputEncoder", "check_image_shape"]
 
@@ -97,7 +98,7 @@ class InputEncoder:
     def _encode(self, X, estimator, reset: bool) -> data_lib.PreparedData:
         X = data_lib.as_array_like(X)
         if data_lib.is_dataset(X) or data_lib.ndim(X) > 2:
-            images = data_lib.images_from_dataset(X) if data_lib.is_dataset(X) else np.asarray(X)
+            images = images_from_dataset(X) if data_lib.is_dataset(X) else np.asarray(X)
             if images.dtype.kind not in "uifb":
                 raise TypeError(f"Images must be numeric, got dtype {images.dtype}.")
             expected = None if reset or not self.is_image else self.sample_shape

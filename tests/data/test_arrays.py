@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imc_cluster.data.arrays import images_from_dataset
 from imc_cluster.data.datasets import load_dataset
+from imc_cluster.data.pil_images import images_from_dataset
 
 
 def _pairs(images) -> list:
