@@ -327,7 +327,7 @@ def _check_mean_std(
 def check_normalization(value, name: str = "normalization") -> tuple[list[float], list[float]]:
     """A normalisation ``(mean, std)``: equally long sequences of finite numbers, every std > 0."""
     try:
-        mean, std = ([float(v) for v in part] for part in value)
+        mean, std = ([float(v) if is_real(v) else float("nan") for v in part] for part in value)
     except (TypeError, ValueError):
         mean = std = []
     if not mean or len(mean) != len(std) or not all(map(math.isfinite, mean + std)) or min(std) <= 0:

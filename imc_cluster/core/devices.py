@@ -9,6 +9,8 @@ __all__ = ["resolve_device"]
 
 def resolve_device(name: str) -> torch.device:
     """The device to run on, with its index on CUDA ("cuda" is the current CUDA device)."""
+    if not isinstance(name, str):
+        raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}.")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:

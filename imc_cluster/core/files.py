@@ -35,6 +35,9 @@ def atomic_write(target: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 def atomic_writes(*targets: tuple[str | os.PathLike, str]) -> Iterator[list[IO]]:
     """:func:`atomic_write` for several ``(target, mode)`` files at once: every target is replaced only when
     all of them were written without an error (then one after another), none otherwise."""
+    for target, _ in targets:
+        if Path(target).is_dir():
+            raise IsADirectoryError(f"Cannot write {target}: it is a directory.")
     handles: list = []
     try:
         for target, mode in targets:

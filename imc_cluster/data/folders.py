@@ -212,10 +212,12 @@ def read_folder(
     failed = {index for index, _ in decoded.failures}
     keep = [index for index in range(len(files)) if index not in failed]
     labels = None
+    if classes is not None and not keep_empty_classes:
+        readable = {paths[at].split("/")[0] for at in keep}
+        kept = [name for name in classes if name in readable]
+        # fewer than two readable class folders: unlabelled, as a tree of one class folder is
+        classes = kept if len(kept) >= 2 or len(classes) < 2 else None
     if classes is not None:
-        if not keep_empty_classes:
-            readable = {paths[at].split("/")[0] for at in keep}
-            classes = [name for name in classes if name in readable]
         index = {name: label for label, name in enumerate(classes)}
         labels = np.array([index[paths[at].split("/")[0]] for at in keep], dtype=np.int64)
     failures = [ImageFailure(paths[at], error) for at, error in decoded.failures]

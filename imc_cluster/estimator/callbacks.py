@@ -28,6 +28,8 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
+
 from imc_cluster.core.numbers import check_integer, check_real, is_real
 from imc_cluster.training.distributed import World, is_main
 
@@ -157,6 +159,8 @@ class TensorBoard:
                 "pip install 'imc-cluster[tensorboard]'."
             ) from error
         self._writer_class = SummaryWriter
+        if not isinstance(purge, (bool, np.bool_)):
+            raise TypeError(f"purge must be True or False, got {purge!r}.")
         self.log_dir, self.purge = _check_log_dir(log_dir), bool(purge)
         self._writer = None
 

@@ -11,12 +11,13 @@ import os
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from imc_cluster.augmentation.crop_sizes import as_crop_size
 from imc_cluster.augmentation.multicrop import check_color_jitter, check_normalization, check_scale
 from imc_cluster.core.callers import user_stacklevel
-from imc_cluster.core.numbers import is_integer, to_python
+from imc_cluster.core.numbers import is_integer, is_real, to_python
 from imc_cluster.data.encoder import check_image_shape
 from imc_cluster.model.networks import RESNET_LAYOUTS
 
@@ -105,6 +106,9 @@ def checked_params(est) -> dict:
     """The parameters of ``est``, every one checked (scikit-learn's constraints, then :func:`check_params`),
     as plain Python values: numpy numbers and arrays (a grid search built from ``np.array`` gives them) read
     as Python numbers and lists."""
+    for name, value in est.get_params().items():  # scikit-learn's own check fails on a Fraction, say
+        if is_real(value) and not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be an int or a float (numpy's too), got {value!r}.")
     est._validate_params()
     params = to_python(est.get_params())
     check_params(params)
@@ -115,7 +119,8 @@ def check_params(params: dict) -> None:
     """Checks beyond ``_parameter_constraints``: no bool where a number goes, and the contents of tuple
     parameters (the device is resolved where it is used)."""
     for name, constraints in PARAMETER_CONSTRAINTS.items():
-        if isinstance(params[name], bool) and any(isinstance(c, Interval) for c in constraints):
+        numeric = name == "random_state" or any(isinstance(c, Interval) for c in constraints)
+        if isinstance(params[name], bool) and numeric:
             raise ValueError(f"{name} must be a number, not a bool, got {params[name]!r}.")
     check_scale("large_crop_scale", params["large_crop_scale"])
     check_scale("small_crop_scale", params["small_crop_scale"])
@@ -173,12 +178,14 @@ def warn_about_run(
             "Sinkhorn codes leave most prototypes without any sample; use fewer prototypes."
         )
     if 10 * dropped > n_samples:
-        better = max(ranks, n_samples // (steps + 1) // ranks * ranks)
+        # the largest batch size below the one given, a multiple of the processes, that drops at most a tenth
+        fits = [b for b in range(batch, 1, -1) if b % ranks == 0 and 10 * (n_samples % b) <= n_samples]
         shared = f" (a multiple of the {ranks} processes)" if ranks > 1 else ""
+        advice = f"; e.g. batch_size={fits[0]}{shared} leaves {n_samples % fits[0]} out" if fits else ""
         messages["dropped"] = (
             f"batch_size={params['batch_size']} leaves {dropped} of the {n_samples} samples "
-            f"({dropped / n_samples:.0%}) out of every epoch, which has {steps} full batch(es) of {batch}; "
-            f"e.g. batch_size={better}{shared} leaves {n_samples % better} out."
+            f"({dropped / n_samples:.0%}) out of every epoch, which has {steps} full batch(es) of {batch}"
+            f"{advice}."
         )
     if params["n_clusters"] == 1:
         messages["one cluster"] = (

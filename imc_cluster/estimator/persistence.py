@@ -189,6 +189,8 @@ class CheckpointMixin:
 
     def __setstate__(self, state):
         weights = state.get("model_")
+        if isinstance(weights, dict):  # a copy of a fitted model writes no checkpoint where its original does
+            state = {**state, "checkpoint_path": None}
         super().__setstate__(state)
         if isinstance(weights, dict):
             self.model_, self.device_ = rebuild_model(self.architecture_, weights, self.device)

@@ -126,6 +126,10 @@ def _tile(image: np.ndarray, tile: int) -> Image.Image:
     return picture.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS)
 
 
+#: the largest tile of the picture, in pixels: larger tiles make pictures of gigabytes
+MAX_TILE = 1024
+
+
 def gallery_image(typical: TypicalImages, *, tile: int = 64) -> Image.Image:
     """One picture of the typical images of every cluster.
 
@@ -152,6 +156,10 @@ def gallery_image(typical: TypicalImages, *, tile: int = 64) -> Image.Image:
         When no cluster holds an image.
     """
     tile = check_integer("tile", tile)
+    if tile > MAX_TILE:
+        raise ValueError(
+            f"tile must be at most {MAX_TILE} pixels (a picture of every cluster's images), got {tile}."
+        )
     rows = [cluster for cluster in range(typical.n_clusters) if typical.counts[cluster] > 0]
     if not rows:
         raise ValueError("No cluster holds an image: there is nothing to draw.")

@@ -108,6 +108,9 @@ def test_floats_on_the_fitted_scale_and_in_unit_range_are_read(fitted, rgb):
         ({"learning_rate": True}, "not a bool"),
         ({"lr_milestones": (5, 2)}, r"increasing order.*did you mean \[2, 5\]"),
         ({"lr_milestones": np.array([3, 1])}, "increasing order"),
+        ({"random_state": True}, "not a bool"),
+        ({"normalization": ((True, 0.5, 0.5), (0.2, 0.2, 0.2))}, "normalization"),
+        ({"device": True}, "device"),
     ],
 )
 def test_degenerate_parameters_are_refused(rgb, params, message):
@@ -121,6 +124,23 @@ def test_one_cluster_is_allowed_with_a_warning(rgb, n_clusters):
         est = IMCSwAVClustering(n_clusters, **TINY).fit(rgb)
     assert (est.labels_ == 0).all() and np.allclose(est.predict_proba(rgb), 1.0)
     assert est.score(rgb) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_fraction_or_a_decimal_where_a_float_goes_is_our_clear_error(rgb):
+    from decimal import Decimal
+    from fractions import Fraction
+
+    with pytest.raises(TypeError, match="learning_rate must be an int or a float"):
+        IMCSwAVClustering(3, **{**TINY, "learning_rate": Fraction(1, 2000)}).fit(rgb)
+    with pytest.raises((TypeError, ValueError), match="temperature"):
+        IMCSwAVClustering(3, **{**TINY, "temperature": Decimal("0.1")}).fit(rgb)
+
+
+def test_tensorboard_purge_is_a_bool(tmp_path):
+    pytest.importorskip("tensorboard")
+    with pytest.raises(TypeError, match="purge must be True or False"):
+        TensorBoard(tmp_path, purge="no")
+    TensorBoard(tmp_path, purge=np.bool_(False))
 
 
 def test_repeated_milestones_are_allowed(rgb):
@@ -155,13 +175,32 @@ def test_a_tensorboard_folder_that_cannot_be_one_fails_at_once(tmp_path):
     TensorBoard(tmp_path / "new" / "runs")  # a folder to be made
 
 
-@pytest.mark.parametrize("ranks", [1, 2, 4, 8])
-def test_the_dropped_samples_advice_counts_the_ranks(ranks):
-    params = {**IMCSwAVClustering().get_params(), "batch_size": 96, "warmup_updates": 0, "n_prototypes": 10}
-    with pytest.warns(ConfigurationWarning, match="batch_size") as caught:
-        parameters.warn_about_run(params, 130, ranks=ranks)
-    advice = int(str(caught[0].message).split("e.g. batch_size=")[1].split()[0])
-    assert advice % ranks == 0 and 0 < advice <= 130
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4, 8])
+def test_the_dropped_samples_advice_works_and_counts_the_ranks(ranks):
+    """Over many sample counts and batch sizes: every batch size the warning suggests is a multiple of the
+    processes, at least 2, no larger than the one given, and drops at most a tenth of the samples."""
+    advised = 0
+    for n_samples in range(2, 160, 3):
+        for batch_size in range(2, 70, 5):
+            params = {
+                **IMCSwAVClustering().get_params(),
+                "batch_size": batch_size,
+                "warmup_updates": 0,
+                "n_prototypes": 2,
+                "n_clusters": 2,
+            }
+            parameters._WARNED.clear()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                parameters.warn_about_run(params, n_samples, ranks=ranks)
+            for warning in caught:
+                text = str(warning.message)
+                if "e.g. batch_size=" in text:
+                    advice = int(text.split("e.g. batch_size=")[1].split()[0])
+                    assert advice % ranks == 0 and 2 <= advice <= min(batch_size, n_samples), text
+                    assert 10 * (n_samples % advice) <= n_samples, text
+                    advised += 1
+    assert advised > 50
 
 
 def test_configuration_warnings_come_once_per_process_and_kind(rgb):

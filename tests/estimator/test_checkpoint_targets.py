@@ -115,3 +115,32 @@ def test_a_checkpoint_holds_no_object_whatever_the_parameters(digits, tmp_path):
     assert params["random_state"] is None and params["checkpoint_path"] is None
     assert not any(isinstance(v, (PurePath, np.generic, np.ndarray, torch.Tensor)) for v in params.values())
     assert est.checkpoint_path == tmp_path / "m.cpt"
+
+
+@pytest.mark.parametrize("copy_of", ["pickle", "deepcopy", "joblib"])
+def test_a_copy_of_a_fitted_model_writes_no_checkpoint_where_its_original_does(digits, tmp_path, copy_of):
+    import copy
+    import pickle
+
+    import joblib
+
+    original = tmp_path / "a.cpt"
+    est = IMCSwAVClustering(**PARAMS, checkpoint_path=original).fit(digits)
+    before = original.read_bytes()
+    if copy_of == "pickle":
+        twin = pickle.loads(pickle.dumps(est))
+    elif copy_of == "deepcopy":
+        twin = copy.deepcopy(est)
+    else:
+        joblib.dump(est, tmp_path / "m.joblib")
+        twin = joblib.load(tmp_path / "m.joblib")
+    assert twin.checkpoint_path is None and est.checkpoint_path == original
+    twin.set_params(warm_start=True, max_epochs=2).fit(digits)
+    assert original.read_bytes() == before
+
+
+def test_an_unfitted_copy_keeps_its_checkpoint_path(tmp_path):
+    import pickle
+
+    est = IMCSwAVClustering(**PARAMS, checkpoint_path=tmp_path / "a.cpt")
+    assert pickle.loads(pickle.dumps(est)).checkpoint_path == tmp_path / "a.cpt"

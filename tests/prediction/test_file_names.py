@@ -140,3 +140,44 @@ def test_the_three_outputs_are_replaced_together_or_not_at_all(model, tmp_path, 
         predict_folder(model, folder, out)
     assert {name: (out / name).read_bytes() for name in before} == before
     assert sorted(os.listdir(out)) == sorted(before)  # no temporary file left
+
+
+@pytest.mark.parametrize("blocked", ["summary.json", "clusters.png", "clusters.csv"])
+def test_an_output_blocked_by_a_folder_is_refused_before_anything_is_written(model, tmp_path, blocked):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    predict_folder(model, folder, out)
+    (out / blocked).unlink()
+    (out / blocked).mkdir()
+    before = {name: (out / name).read_bytes() for name in os.listdir(out) if (out / name).is_file()}
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / "new.png")
+    with pytest.raises(OSError, match=f"{blocked}: it is a directory"):
+        predict_folder(model, folder, out)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(os.listdir(out)) == sorted([*before, blocked])
+
+
+def test_a_tile_too_large_for_a_picture_is_refused(model, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.png")
+    for tile in (1025, 10**6):
+        with pytest.raises(ValueError, match="tile must be at most 1024"):
+            predict_folder(model, folder, tmp_path / "out", tile=tile)
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_a_tree_left_with_one_readable_class_is_unlabelled(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "a" / f"{i}.png")
+        (tmp_path / "b" / f"{i}.png").write_bytes(b"garbage")
+    data = load_image_folder(tmp_path, on_error="skip")
+    assert data.labels is None and data.classes == []
+    assert len(data.failures) == 3
