@@ -24,16 +24,8 @@ PARAMS = dict(
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    return X[:120], y[:120]
-
-
-@pytest.fixture(scope="module")
 def untouched(digits):
-    return IMCSwAVClustering(**PARAMS).fit(digits[0])
+    return IMCSwAVClustering(**PARAMS).fit(digits)
 
 
 def same_fit(a, b):
@@ -43,8 +35,8 @@ def same_fit(a, b):
     assert [r["loss"] for r in a.history_] == [r["loss"] for r in b.history_]
 
 
-def test_predicting_a_validation_set_inside_a_callback_changes_nothing(digits, untouched):
-    X, y = digits
+def test_predicting_a_validation_set_inside_a_callback_changes_nothing(digits, digit_labels, untouched):
+    X, y = digits, digit_labels
     seen = []
 
     def validate(est, record):
@@ -71,7 +63,7 @@ def test_saving_inside_a_callback_changes_nothing_and_the_file_loads(digits, unt
         est.save(path)
         saved.append(path)
 
-    same_fit(IMCSwAVClustering(**PARAMS).fit(digits[0], callbacks=[save]), untouched)
+    same_fit(IMCSwAVClustering(**PARAMS).fit(digits, callbacks=[save]), untouched)
     assert [IMCSwAVClustering.load(p).n_iter_ for p in saved] == [1, 2, 3]
 
 
@@ -95,33 +87,33 @@ def test_a_record_annotated_by_a_callback_keeps_the_checkpoint_readable(digits, 
         record["note"] = value
 
     est = IMCSwAVClustering(**{**PARAMS, "max_epochs": 2, "checkpoint_path": path}).fit(
-        digits[0], callbacks=[annotate]
+        digits, callbacks=[annotate]
     )
     assert est.history_[-1]["note"] is value
     est.save(tmp_path / "saved.cpt")
     for written in (path, tmp_path / "saved.cpt"):
         assert IMCSwAVClustering.load(written).history_[-1]["note"] == stored
-    resumed = IMCSwAVClustering.load(path).set_params(warm_start=True, max_epochs=3).fit(digits[0])
+    resumed = IMCSwAVClustering.load(path).set_params(warm_start=True, max_epochs=3).fit(digits)
     assert resumed.n_iter_ == 3
 
 
 def test_a_callback_may_not_fit_the_estimator_again(digits):
     def refit(est, record):
-        est.fit(digits[0])
+        est.fit(digits)
 
     est = IMCSwAVClustering(**PARAMS)
     with pytest.raises(RuntimeError, match="from a callback"):
-        est.fit(digits[0], callbacks=[refit])
+        est.fit(digits, callbacks=[refit])
     assert not hasattr(est, "model_")
-    est.set_params(max_epochs=1).fit(digits[0])  # the refusal leaves the estimator usable
+    est.set_params(max_epochs=1).fit(digits)  # the refusal leaves the estimator usable
 
 
 def test_a_callback_may_fit_another_estimator(digits):
     other = IMCSwAVClustering(**{**PARAMS, "max_epochs": 1})
 
     def fit_other(est, record):
-        other.fit(digits[0])
+        other.fit(digits)
         raise StopTraining
 
-    IMCSwAVClustering(**PARAMS).fit(digits[0], callbacks=[fit_other])
+    IMCSwAVClustering(**PARAMS).fit(digits, callbacks=[fit_other])
     assert other.n_iter_ == 1

@@ -27,13 +27,6 @@ PARAMS = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    return load_digits().data[:120]
-
-
 @pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
 def test_a_copied_checkpoint_refitted_never_writes_over_the_original(digits, tmp_path, monkeypatch, relative):
     monkeypatch.chdir(tmp_path)

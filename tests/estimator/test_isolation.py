@@ -25,13 +25,6 @@ PARAMS = dict(
 )
 
 
-@pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    return load_digits().data[:120]
-
-
 def fitted(X, seed):
     est = IMCSwAVClustering(**PARAMS, random_state=seed).fit(X)
     return est.predict_proba(X), {k: v.clone() for k, v in est.model_.state_dict().items()}

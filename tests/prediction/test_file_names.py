@@ -46,6 +46,13 @@ def model():
     ).fit(images)
 
 
+def write_photos(save_photo, folder, names, seed=0):
+    """Random 8x8 RGB photos named ``names`` in ``folder``."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        save_photo(folder / name, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+
+
 def read_rows(path):
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         return list(csv.reader(handle))
@@ -117,47 +124,48 @@ def test_a_class_folder_of_unreadable_files_is_no_class(tmp_path):
     assert sorted(f.path for f in data.failures) == ["broken/0.png", "broken/1.png"]
 
 
-def test_the_three_outputs_are_replaced_together_or_not_at_all(model, tmp_path, monkeypatch):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    out = tmp_path / "out"
-    predict_folder(model, folder, out)
-    before = {name: (out / name).read_bytes() for name in ("clusters.csv", "clusters.png", "summary.json")}
-    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / "new.png")
+@pytest.fixture
+def earlier_run(model, tmp_path, save_photo):
+    """``(photos, out)``: a folder predicted into ``out``, then given one more photo."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    write_photos(save_photo, photos, [f"{i}.png" for i in range(3)])
+    predict_folder(model, photos, out)
+    write_photos(save_photo, photos, ["new.png"], seed=1)
+    return photos, out
+
+
+def outputs(out) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in os.listdir(out) if (out / name).is_file()}
+
+
+def test_the_three_outputs_are_replaced_together_or_not_at_all(model, earlier_run, monkeypatch):
+    photos, out = earlier_run
+    before = outputs(out)
+    assert sorted(before) == ["clusters.csv", "clusters.png", "summary.json"]
     with pytest.raises(ValueError, match="tile"):
-        predict_folder(model, folder, out, tile=0)
+        predict_folder(model, photos, out, tile=0)
     with pytest.raises(ValueError, match="batch_size"):
-        predict_folder(model, folder, out, batch_size=0)
+        predict_folder(model, photos, out, batch_size=0)
 
     def failing_dump(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(json, "dump", failing_dump)  # the last of the three files fails mid-write
     with pytest.raises(OSError, match="disk full"):
-        predict_folder(model, folder, out)
-    assert {name: (out / name).read_bytes() for name in before} == before
+        predict_folder(model, photos, out)
+    assert outputs(out) == before
     assert sorted(os.listdir(out)) == sorted(before)  # no temporary file left
 
 
 @pytest.mark.parametrize("blocked", ["summary.json", "clusters.png", "clusters.csv"])
-def test_an_output_blocked_by_a_folder_is_refused_before_anything_is_written(model, tmp_path, blocked):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    out = tmp_path / "out"
-    predict_folder(model, folder, out)
+def test_an_output_blocked_by_a_folder_is_refused_before_anything_is_written(model, earlier_run, blocked):
+    photos, out = earlier_run
     (out / blocked).unlink()
     (out / blocked).mkdir()
-    before = {name: (out / name).read_bytes() for name in os.listdir(out) if (out / name).is_file()}
-    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / "new.png")
+    before = outputs(out)
     with pytest.raises(OSError, match=f"{blocked}: it is a directory"):
-        predict_folder(model, folder, out)
-    assert {name: (out / name).read_bytes() for name in before} == before
+        predict_folder(model, photos, out)
+    assert outputs(out) == before
     assert sorted(os.listdir(out)) == sorted([*before, blocked])
 
 
