@@ -17,7 +17,7 @@ from imc_cluster.core.devices import resolve_device
 from imc_cluster.data.encoder import InputEncoder
 from imc_cluster.data.placement import place
 from imc_cluster.estimator.components import make_trainer
-from imc_cluster.estimator.fitted import Fitted, initial_state
+from imc_cluster.estimator.fitted import Fitted, fit_seed, initial_state
 from imc_cluster.estimator.params import checked_params
 from imc_cluster.training.distributed import World, device_for
 from imc_cluster.training.trainer import Trainer
@@ -33,7 +33,7 @@ def fit_trainer(
     inputs = InputEncoder(params["image_shape"], params["backbone"], params["normalization"])
     data = inputs.fit_encode(X, estimator)
     device = resolve_device(device_for(world, params["device"]))
-    fitted = initial_state(params, inputs, data, device, world)
+    fitted = initial_state(params, inputs, data, device, fit_seed(params, world))
     trainer = make_trainer(params, inputs, fitted.model, device, fitted.training_state, world)
     return params, fitted, trainer, place(data.values, device)
 

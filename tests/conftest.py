@@ -21,6 +21,7 @@ from PIL import Image
 from imc_cluster import IMCSwAVClustering
 from imc_cluster.checkpoints.files import load_checkpoint, save_checkpoint
 from imc_cluster.cli.main import main
+from imc_cluster.core.cache import CACHE_ENV
 from imc_cluster.estimator import params as parameters
 from imc_cluster.training.trainer import TrainingConfig
 
@@ -84,6 +85,15 @@ PHOTOS_CLUSTERS = 3
 def _configuration_warnings_anew():
     """Every test sees the configuration warnings its fits give: the process gives each kind once."""
     parameters._WARNED.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory):
+    """The suite's caches (decoded folders, frozen encoders' features) in a folder of its own, never in the
+    user's cache folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,9 @@ __all__ = [
     "SMALL_CROP_FRACTION",
     "CropSize",
     "as_crop_size",
+    "SWAV_SMALL_FRACTION",
     "default_crop_sizes",
+    "network_crop_sizes",
     "resolve_crop_sizes",
 ]
 
@@ -24,6 +26,11 @@ SMALL_CROP_FRACTION = 0.5625
 #: the published (large, small) crop sides for square images of these sides (digits, CIFAR,
 #: Tiny-ImageNet, STL-10)
 PUBLISHED_CROP_SIZES = {8: (8, 6), 32: (28, 18), 64: (56, 36), 96: (76, 52)}
+#: the side of SwAV's small crops as a fraction of its large ones on ImageNet (96 of 224): the small crops of
+#: a pretrained network
+SWAV_SMALL_FRACTION = 96 / 224
+#: the crop-size parameters
+_NAMES = ("large_crop_size", "small_crop_size")
 #: a crop size: one side (square crops) or (height, width)
 CropSize = int | tuple[int, int]
 
@@ -55,6 +62,23 @@ def resolve_crop_sizes(large, small, height: int, width: int) -> tuple[tuple[int
         if size[0] > height or size[1] > width:
             raise ValueError(f"{name}={value!r} is larger than the {height}x{width} images.")
         sizes.append(size)
+    return sizes[0], sizes[1]
+
+
+def network_crop_sizes(large, small, size: int, fixed_size: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (large, small) crop sizes of a pretrained network of input side ``size``: those given, by default
+    the input side and SwAV's ImageNet proportion of it (96 of 224) for the small crops; a network that takes
+    its own size only (``fixed_size``) gets every crop at that size."""
+    default = (size, size if fixed_size else max(1, round(size * SWAV_SMALL_FRACTION)))
+    sizes = [
+        as_crop_size(name, value) or (side, side)
+        for name, value, side in zip(_NAMES, (large, small), default)
+    ]
+    if fixed_size and any(s != (size, size) for s in sizes):
+        raise ValueError(
+            f"The network takes {size}x{size} inputs only, but the crop sizes are {sizes[0]} and {sizes[1]}; "
+            "leave large_crop_size and small_crop_size at None."
+        )
     return sizes[0], sizes[1]
 
 

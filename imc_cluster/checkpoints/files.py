@@ -242,8 +242,10 @@ _ARCHITECTURE = {
     "projection_dim": int,
     "head_hidden_dim": int,
 }
+#: architecture entries that earlier versions did not save
+_ARCHITECTURE_OPTIONAL = {"n_heads": int}
 _FITTED = {"n_features_in_": int, "n_iter_": int, "history_": list}
-_FITTED_OPTIONAL = {"labels_": torch.Tensor, "feature_names_in_": list}
+_FITTED_OPTIONAL = {"labels_": torch.Tensor, "feature_names_in_": list, "best_head_": int}
 _TRAINING = {
     "optimizer": dict,
     "updates": int,
@@ -260,9 +262,15 @@ def _validate(content: dict) -> None:
     params = _expect(content["params"], dict, "params")
     for key in params:
         _expect(key, str, "a parameter name")
-    _keys(content["architecture"], "architecture", set(_ARCHITECTURE))
-    for key, kind in _ARCHITECTURE.items():
-        _expect(content["architecture"][key], kind, f"architecture[{key!r}]")
+    optional = frozenset({"pretrained", *_ARCHITECTURE_OPTIONAL})
+    _keys(content["architecture"], "architecture", set(_ARCHITECTURE), optional)
+    for key, kind in {**_ARCHITECTURE, **_ARCHITECTURE_OPTIONAL}.items():
+        if key in content["architecture"]:
+            _expect(content["architecture"][key], kind, f"architecture[{key!r}]")
+    if "pretrained" in content["architecture"]:
+        _validate_pretrained(content["architecture"]["pretrained"])
+    if ("pretrained" in content["architecture"]) != (content["inputs"].get("preprocessing") is not None):
+        raise ValueError("a pretrained network's architecture and its inputs['preprocessing'] come together")
     _validate_inputs(content["inputs"])
     _validate_fitted(content["fitted"])
     model = _expect(content["model"], dict, "model")
@@ -291,7 +299,9 @@ def _validate_inputs(inputs: dict) -> None:
         "feature_mean",
         "feature_scale",
     }
-    _keys(inputs, "inputs", names)
+    _keys(inputs, "inputs", names, frozenset({"preprocessing"}))
+    if inputs.get("preprocessing") is not None:
+        _validate_preprocessing(inputs["preprocessing"])
     _expect(inputs["backbone"], str, "inputs['backbone']")
     if inputs["image_shape"] is not None:
         _numbers(inputs["image_shape"], "inputs['image_shape']")
@@ -317,6 +327,37 @@ def _validate_inputs(inputs: dict) -> None:
                 raise ValueError(
                     f"inputs[{key!r}] has {inputs[key].shape[0]} entries for {shape[0]} features"
                 )
+
+
+def _validate_pretrained(pretrained) -> None:
+    _keys(
+        _expect(pretrained, dict, "architecture['pretrained']"),
+        "architecture['pretrained']",
+        {"frozen", "weights"},
+    )
+    _expect(pretrained["frozen"], bool, "architecture['pretrained']['frozen']")
+    if pretrained["weights"] is not None:
+        _expect(pretrained["weights"], str, "architecture['pretrained']['weights']")
+
+
+def _validate_preprocessing(preprocessing) -> None:
+    where = "inputs['preprocessing']"
+    fields = {"size", "resize", "mode", "interpolation", "mean", "std", "fixed_size"}
+    _keys(_expect(preprocessing, dict, where), where, fields)
+    for key in ("size", "resize"):
+        _expect(preprocessing[key], int, f"{where}[{key!r}]")
+    if not 1 <= preprocessing["size"] <= preprocessing["resize"]:
+        raise ValueError(
+            f"{where} must have 1 <= size <= resize, got size {preprocessing['size']} and resize "
+            f"{preprocessing['resize']}"
+        )
+    for key in ("mode", "interpolation"):
+        _expect(preprocessing[key], str, f"{where}[{key!r}]")
+    _expect(preprocessing["fixed_size"], bool, f"{where}['fixed_size']")
+    for key in ("mean", "std"):
+        _numbers(preprocessing[key], f"{where}[{key!r}]", 3)
+    if min(preprocessing["std"]) <= 0:
+        raise ValueError(f"{where}['std'] must be positive")
 
 
 def _plain_record_value(value, where: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imc_cluster.core.files import atomic_write, probe_folder
 from imc_cluster.estimator.callbacks import TensorBoard
+from imc_cluster.estimator.clock import format_duration
 from imc_cluster.estimator.estimator import IMCSwAVClustering
 
 __all__ = ["EpochLog", "epoch_line", "check_json_path", "write_json"]
@@ -35,7 +36,7 @@ def epoch_line(record: dict, total_epochs: int) -> str:
     Returns
     -------
     str
-        ``epoch E/N | loss ... swav ... mi ... reg ... | lr ... | test ACC ... NMI ... ARI ... | s, img/s``.
+        ``epoch E/N | loss ... | lr ... | test ACC ... NMI ... ARI ... | s, img/s, time left``.
     """
     parts = [
         f"epoch {record['epoch']}/{total_epochs}",
@@ -47,9 +48,16 @@ def epoch_line(record: dict, total_epochs: int) -> str:
         for key in _SCORES
         if isinstance(record.get(key), float) and math.isfinite(record[key])
     ]
+    if "confidence" in record:  # the label-free measures (records of 0.3 and before lack them)
+        parts.append(
+            f"conf {record['confidence']:.3f} agree {record['agreement']:.3f} used {record['clusters_used']}"
+        )
     if scores:
         parts.append("test " + " ".join(scores))
-    parts.append(f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s")
+    timing = f"{record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s"
+    if "eta_seconds" in record:  # records of 0.3 and before lack it
+        timing += f", {format_duration(record['eta_seconds'])} left"
+    parts.append(timing)
     return " | ".join(parts)
 
 

@@ -4,7 +4,9 @@
 
 It runs :func:`~imc_cluster.prediction.folder.predict_folder` and writes ``clusters.csv`` (one row per
 readable file), ``clusters.png`` (the most typical images of every cluster) and ``summary.json`` into
-``--output_dir``. Files that cannot be read are warned about on stderr and listed in the summary.
+``--output_dir``; ``--copy_to DIR`` or ``--link_to DIR`` also copies or links every readable file into
+``DIR/cluster_<k>/`` (``DIR/uncertain/`` below ``--min_confidence``). Files that cannot be read are warned
+about on stderr and listed in the summary.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def predict(args: argparse.Namespace, device: str | None) -> FolderPrediction:
         batch_size=args.batch_size,
         device=device,
         progress=not args.quiet and sys.stderr.isatty(),
+        copy_to=args.copy_to,
+        link_to=args.link_to,
+        min_confidence=args.min_confidence,
     )
     _warn(prediction)
     sizes = prediction.cluster_sizes
@@ -53,5 +58,11 @@ def predict(args: argparse.Namespace, device: str | None) -> FolderPrediction:
         f"{len(sizes)} clusters ({len(prediction.failures)} unreadable); largest clusters: "
         + ", ".join(f"{cluster}: {sizes[cluster]}" for cluster in largest if sizes[cluster])
     )
+    if prediction.placement is not None:
+        uncertain = int(prediction.uncertain.sum())
+        print(
+            f"{'copied' if prediction.placement.mode == 'copy' else 'linked'} {len(prediction.paths)} files "
+            f"into {prediction.placement.folder} ({uncertain} uncertain)"
+        )
     print(f"wrote {args.output_dir}/clusters.csv, clusters.png and summary.json", flush=True)
     return prediction

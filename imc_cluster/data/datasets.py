@@ -7,8 +7,9 @@ folders, or any other layout, unlabelled; see :mod:`~imc_cluster.data.folders`) 
 
 The CIFAR and STL-10 files are read by torchvision's own dataset classes, which download them into ``path``
 when they are missing and ``download=True``. Tiny-ImageNet and image folders are decoded with PIL on a
-thread pool; the decoded arrays are cached in ``<root>/.imc_cluster_cache/``, keyed by the relative path,
-size and modification time of every image file, so that a changed tree is decoded again.
+thread pool; the decoded arrays are cached in the user cache folder (never in ``path``; see
+:func:`~imc_cluster.data.decoding.cached_decode`), keyed by the folder and the relative path, size and
+modification time of every image file, so that a changed tree is decoded again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 
 from imc_cluster.augmentation.crop_sizes import CropSize, default_crop_sizes
 from imc_cluster.data.arrays import as_tensor, channel_statistics, to_uint8
-from imc_cluster.data.decoding import CACHE_DIR, DatasetNotFoundError, ImageSize, cached_decode
+from imc_cluster.data.decoding import DatasetNotFoundError, ImageSize, cached_decode
 from imc_cluster.data.folder_splits import load_folder_splits
 from imc_cluster.data.folders import ImageFolderData
 
@@ -37,7 +38,6 @@ __all__ = [
     "ImageSet",
     "DatasetNotFoundError",
     "DATASETS",
-    "CACHE_DIR",
     "PUBLISHED_NORMALIZATION",
     "load_dataset",
 ]
@@ -266,7 +266,9 @@ def _read_lines(file: Path) -> list[str]:
     return [line.strip() for line in file.read_text().splitlines() if line.strip()]
 
 
-def _load_tiny(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
+def _load_tiny(
+    path: Path, download: bool, cache_dir: str | os.PathLike | None = None
+) -> tuple[_Split, _Split, list[str]]:
     """Tiny-ImageNet-200: train from ``train/<wnid>/images``, test = the labelled ``val`` split. Label =
     index of the wnid in the sorted wnids.txt (the order ImageFolder gives ``train/``); class names from
     words.txt, else the wnids. Every image is decoded as RGB (a few are stored grey)."""
@@ -284,8 +286,8 @@ def _load_tiny(path: Path, download: bool) -> tuple[_Split, _Split, list[str]]:
     words_file = root / "words.txt"
     words = dict(line.split("\t", 1) for line in _read_lines(words_file)) if words_file.is_file() else {}
     return (
-        _split(cached_decode(train_files, root, "train", 3).images, train_labels),
-        _split(cached_decode(val_files, root, "val", 3).images, val_labels),
+        _split(cached_decode(train_files, root, "train", 3, cache_dir=cache_dir).images, train_labels),
+        _split(cached_decode(val_files, root, "val", 3, cache_dir=cache_dir).images, val_labels),
         [words.get(wnid, wnid).strip() for wnid in wnids],
     )
 
@@ -297,11 +299,14 @@ def _folder_split(data: ImageFolderData) -> _Split:
 
 
 def _load_folder(
-    path: Path, download: bool, image_size: ImageSize | None = None
+    path: Path,
+    download: bool,
+    image_size: ImageSize | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> tuple[_Split, _Split, list[str]]:
     """An image folder (:func:`~imc_cluster.data.folder_splits.load_folder_splits`); one tree for both
     splits gives the same split object twice."""
-    train, test = load_folder_splits(path, image_size)
+    train, test = load_folder_splits(path, image_size, cache_dir=cache_dir)
     train_split = _folder_split(train)
     return train_split, train_split if test is train else _folder_split(test), train.classes
 
@@ -328,7 +333,12 @@ DATASETS: tuple[str, ...] = tuple(_LOADERS)
 
 
 def load_dataset(
-    name: str, path: str | os.PathLike, *, download: bool = True, image_size: ImageSize | None = None
+    name: str,
+    path: str | os.PathLike,
+    *,
+    download: bool = True,
+    image_size: ImageSize | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> ImageSet:
     """Load a named data set into uint8 arrays.
 
@@ -354,6 +364,9 @@ def load_dataset(
     image_size : int or (int, int), default=None
         "folder" only: bring every image to ``S x S`` or ``(H, W)`` pixels by a centre crop to that
         aspect and an antialiased resize. None keeps the images' size, which must then be one.
+    cache_dir : str or path-like, default=None
+        "tiny" and "folder": the user cache folder of the decoded images (see Notes); None:
+        ``$IMC_CLUSTER_CACHE_DIR``, else the platform's (e.g. ``~/.cache/imc_cluster``).
 
     Returns
     -------
@@ -373,10 +386,11 @@ def load_dataset(
 
     Notes
     -----
-    Tiny-ImageNet and ImageFolder images are decoded on a thread pool and cached in
-    ``<root>/.imc_cluster_cache/<split>-<key>.npz``; the key covers the relative path, size and mtime of
-    every image file, so that adding, removing or touching a file invalidates the cache. Without write
-    access there the images are decoded on every call. Image folders whose images are all grey give
+    Tiny-ImageNet and ImageFolder images are decoded on a thread pool and cached in ``decoded/`` of the
+    user cache folder (:func:`~imc_cluster.core.cache.cache_root`), never in ``path``; the key covers the
+    folder's absolute path and the relative path, size and mtime of every image file, so that adding,
+    removing or touching a file invalidates the cache. Where the cache cannot be written the images are
+    decoded on every call. Image folders whose images are all grey give
     one channel; otherwise grey images are repeated over three channels. Grey images of more than 8 bits
     (16-bit and 32-bit integer PNG or TIFF files, and float TIFF files) are scaled to 0..255, not clipped:
     integers over 0..65535 and floats over [0, 1] when their values lie within that range, else over
@@ -392,6 +406,8 @@ def load_dataset(
             f"image_size resizes the files of an image folder: it applies to 'folder' only, not to {name!r}."
         )
     loader = partial(_load_folder, image_size=image_size) if key == "folder" else _LOADERS[key]
+    if key in ("tiny", "folder"):  # the loaders that decode image files
+        loader = partial(loader, cache_dir=cache_dir)
     train, test, classes = loader(Path(path).expanduser(), download)
     return ImageSet(
         key.upper(),

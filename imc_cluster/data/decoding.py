@@ -2,11 +2,14 @@
 
 Image files are decoded into one uint8 array (:func:`decode_images`), optionally brought to one size on
 the way: a centre crop to the target's aspect, then an antialiased resize (:func:`fit_to_size`). The array
-is cached in ``<root>/.imc_cluster_cache/<split>-<key>.npz``, keyed by the decoding settings and the
-relative path, size and modification time of every file, so that a changed folder is decoded again
-(:func:`cached_decode`). Each file is decoded by :func:`~imc_cluster.data.pil_images.pil_to_array`'s rule, in
-full (a truncated file fails), and within PIL's pixel limit (a decompression bomb fails). A file that cannot
-be decoded raises, or with ``on_error="skip"`` is left out and reported.
+is cached in the user cache folder (:func:`~imc_cluster.core.cache.cache_root`: ``cache_dir``, else
+``$IMC_CLUSTER_CACHE_DIR``, else e.g. ``~/.cache/imc_cluster``), as
+``decoded/<folder>-<hash>/<split>-<key>.npz``: one subfolder per data folder (by its resolved absolute
+path), keyed by the decoding settings and the relative path, size and modification time of every file, so
+that a changed folder is decoded again (:func:`cached_decode`). Nothing is ever written into the data
+folder. Each file is decoded by :func:`~imc_cluster.data.pil_images.pil_to_array`'s rule, in full (a
+truncated file fails), and within PIL's pixel limit (a decompression bomb fails). A file that cannot be
+decoded raises, or with ``on_error="skip"`` is left out and reported.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,12 +28,13 @@ from typing import NamedTuple
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from imc_cluster.core.cache import cache_folder, cache_root
 from imc_cluster.core.files import atomic_write
 from imc_cluster.core.numbers import is_integer
 from imc_cluster.data.pil_images import pil_to_array
 
 __all__ = [
-    "CACHE_DIR",
+    "DECODED_FOLDER",
     "ON_ERROR",
     "ImageSize",
     "DatasetNotFoundError",
@@ -42,14 +47,14 @@ __all__ = [
     "cached_decode",
 ]
 
-#: folder, inside a data set's root, that holds the caches of decoded image trees
-CACHE_DIR = ".imc_cluster_cache"
+#: subfolder of the user cache (:func:`~imc_cluster.core.cache.cache_root`) that holds decoded image trees
+DECODED_FOLDER = "decoded"
 #: what to do with a file that cannot be decoded
 ON_ERROR = ("raise", "skip")
 #: a target image size: one side (square images) or (height, width)
 ImageSize = int | tuple[int, int]
 #: part of every cache key; bump it when the decoding changes
-_CACHE_VERSION = 4
+_CACHE_VERSION = 5
 #: the most image files per thread-pool task
 _DECODE_CHUNK = 256
 #: decoding threads (the default of ThreadPoolExecutor)
@@ -249,9 +254,19 @@ def _decode_images(files: list[Path], channels: int | None, size: tuple[int, int
     return DecodedImages(images, sorted(failures.items()))
 
 
+def _tree_folder(root: Path) -> str:
+    """The cache subfolder of the data folder ``root``: its name (made safe) and a hash of its resolved
+    absolute path, so that two folders never share a cache and one folder always finds its own."""
+    resolved = os.fsencode(root.resolve())
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", root.resolve().name)[:40] or "root"
+    return f"{DECODED_FOLDER}/{readable}-{hashlib.sha256(resolved).hexdigest()[:16]}"
+
+
 def _cache_key(files: list[Path], root: Path, channels: int | None, size: tuple[int, int] | None) -> str:
-    """Hash of the decoding settings and the relative path, size and mtime of every file, in order."""
+    """Hash of the decoding settings, the resolved ``root`` and the relative path, size and mtime of every
+    file, in order."""
     digest = hashlib.sha256(f"imc_cluster cache {_CACHE_VERSION} channels={channels} size={size}".encode())
+    digest.update(os.fsencode(root.resolve()))
     # file names that are not UTF-8 (Linux bytes) reach Python as surrogates: hashed as their bytes
     for file in files:
         stat = file.stat()
@@ -271,18 +286,18 @@ def _read_cache(file: Path, n_files: int) -> DecodedImages | None:
     return DecodedImages(images, [(int(i), str(e)) for i, e in zip(indices, errors)]) if usable else None
 
 
-def _write_cache(file: Path, decoded: DecodedImages) -> None:
-    """Write ``decoded`` to ``file`` atomically (a temporary file, then a rename) and remove the older
-    caches of the same split; do nothing when the folder is not writable."""
+def _write_cache(cache: Path, folder: str, name: str, decoded: DecodedImages) -> None:
+    """Write ``decoded`` to ``cache/folder/name`` atomically (a temporary file, then a rename) and remove
+    the older caches of the same split there; do nothing when the cache cannot be written."""
     indices = np.array([index for index, _ in decoded.failures], dtype=np.int64)
     errors = np.array([error for _, error in decoded.failures], dtype=str)
     try:
-        file.parent.mkdir(exist_ok=True)
+        file = cache_folder(folder, cache) / name
         with atomic_write(file) as handle:
             np.savez(handle, images=decoded.images, failed_index=indices, failed_error=errors)
     except OSError:
         return
-    split = file.name.split("-")[0]
+    split = name.split("-")[0]
     for stale in file.parent.glob(f"{split}-*.npz"):
         if stale != file:
             stale.unlink(missing_ok=True)
@@ -295,16 +310,24 @@ def cached_decode(
     channels: int | None = None,
     size: tuple[int, int] | None = None,
     on_error: str = "raise",
+    *,
+    cache_dir: str | os.PathLike | None = None,
 ) -> DecodedImages:
-    """The decoded ``files`` (under ``root``; see :func:`decode_images`), from
-    ``root/CACHE_DIR/<split>-<key>.npz`` when that cache of exactly these files and settings exists;
-    otherwise decoded and cached there. A cache that recorded undecodable files raises the first one's
-    error with ``on_error="raise"``."""
-    cache = root / CACHE_DIR / f"{split}-{_cache_key(files, root, channels, size)}.npz"
-    decoded = _read_cache(cache, len(files))
+    """The decoded ``files`` (under ``root``; see :func:`decode_images`), from the cache when it holds
+    exactly these files and settings; otherwise decoded and cached.
+
+    The cache is ``decoded/<root's name>-<hash>/<split>-<key>.npz`` in the user cache folder
+    (:func:`~imc_cluster.core.cache.cache_root` of ``cache_dir``), never in ``root``; only the latest
+    settings of each split of a folder are kept. Where the cache cannot be written the files are decoded
+    on every call. A cache that recorded undecodable files raises the first one's error with
+    ``on_error="raise"``. A bad ``cache_dir`` (an empty string, a file, not a path) raises.
+    """
+    cache, folder = cache_root(cache_dir), _tree_folder(root)
+    name = f"{split}-{_cache_key(files, root, channels, size)}.npz"
+    decoded = _read_cache(cache / folder / name, len(files))
     if decoded is None:
         decoded = decode_images(files, channels, size, on_error)
-        _write_cache(cache, decoded)
+        _write_cache(cache, folder, name, decoded)
     elif decoded.failures and on_error == "raise":
         raise ValueError(decoded.failures[0][1])
     return decoded

@@ -24,6 +24,7 @@ from imc_cluster.augmentation.multicrop import check_normalization, normalize
 from imc_cluster.core.numbers import is_integer
 from imc_cluster.data import arrays as data_lib
 from imc_cluster.data.pil_images import images_from_dataset
+from imc_cluster.data.resizing import Preprocessing, center_crop, to_resize_square
 
 __all__ = ["InputEncoder", "check_image_shape"]
 
@@ -59,6 +60,9 @@ class InputEncoder:
     normalization : (sequence, sequence) or None
         The estimator's ``normalization``: per-channel (mean, std) of images, or None for the statistics of
         the training images.
+    preprocessing : Preprocessing or None
+        A pretrained network's preprocessing: images of any size are brought to its input by its rule
+        (:mod:`~imc_cluster.data.resizing`) and normalised by its statistics.
 
     Attributes
     ----------
@@ -74,10 +78,17 @@ class InputEncoder:
         Standardisation of the feature vectors.
     """
 
-    def __init__(self, image_shape=None, backbone: str = "auto", normalization=None) -> None:
+    def __init__(
+        self,
+        image_shape=None,
+        backbone: str = "auto",
+        normalization=None,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
         self.image_shape = image_shape
         self.backbone = backbone
         self.normalization = normalization
+        self.preprocessing = preprocessing
         self.is_image = False
         self.sample_shape: tuple[int, ...] = ()
         self.pixel_range: tuple[float, float] | None = None
@@ -121,6 +132,8 @@ class InputEncoder:
             )
         if images.shape[1] not in (1, 3):
             raise ValueError(f"Images must have 1 or 3 channels, got {images.shape[1]}.")
+        if self.preprocessing is not None:
+            return self._network_images(images, reset)
         shape = tuple(int(s) for s in images.shape[1:])
         if reset:
             self.is_image, self.sample_shape = True, shape
@@ -146,6 +159,21 @@ class InputEncoder:
         return data_lib.PreparedData(
             data_lib.as_tensor(data_lib.to_uint8(images, value_range)), is_image=True
         )
+
+    def _network_images(self, images: np.ndarray, reset: bool) -> data_lib.PreparedData:
+        """Images of any size for a pretrained network, brought to its input by its own rule."""
+        if reset:
+            side = self.preprocessing.resize
+            self.is_image, self.sample_shape = True, (3, side, side)
+            self.pixel_range = data_lib.pixel_range(images)
+        elif not self.is_image:
+            raise ValueError(
+                f"X holds images, but the estimator was fitted on feature vectors of {self.sample_shape[0]} "
+                "values."
+            )
+        value_range = data_lib.pixel_range(images, fitted=self.pixel_range)
+        uint8 = data_lib.as_tensor(data_lib.to_uint8(images, value_range))
+        return data_lib.PreparedData(to_resize_square(uint8, self.preprocessing), is_image=True)
 
     def _vectors(self, array: np.ndarray, reset: bool) -> data_lib.PreparedData:
         if reset and self.backbone not in ("auto", "mlp"):
@@ -177,6 +205,9 @@ class InputEncoder:
     def fit_statistics(self, images: torch.Tensor) -> None:
         """Set the per-channel normalisation: the ``normalization`` parameter, or the statistics of the
         encoded training ``images``."""
+        if self.preprocessing is not None:
+            self.pixel_mean, self.pixel_std = list(self.preprocessing.mean), list(self.preprocessing.std)
+            return
         if self.normalization is None:
             self.pixel_mean, self.pixel_std = data_lib.channel_statistics(images)
             return
@@ -194,6 +225,8 @@ class InputEncoder:
         so that the same pixels give bit-identical outputs whatever the layout of the caller's array."""
         if not self.is_image:
             return batch
+        if self.preprocessing is not None:
+            batch = center_crop(batch, self.preprocessing.size)
         return normalize(batch.contiguous(memory_format=torch.channels_last), self.pixel_mean, self.pixel_std)
 
     # ------------------------------------------------------------------ state
@@ -214,6 +247,7 @@ class InputEncoder:
             "pixel_std": self.pixel_std,
             "feature_mean": tensor(self.feature_mean),
             "feature_scale": tensor(self.feature_scale),
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.as_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -229,3 +263,5 @@ class InputEncoder:
         self.pixel_std = None if state["pixel_std"] is None else [float(v) for v in state["pixel_std"]]
         self.feature_mean = None if state["feature_mean"] is None else state["feature_mean"].numpy()
         self.feature_scale = None if state["feature_scale"] is None else state["feature_scale"].numpy()
+        preprocessing = state.get("preprocessing")  # absent from the checkpoints of 0.3 and before
+        self.preprocessing = None if preprocessing is None else Preprocessing.from_dict(preprocessing)

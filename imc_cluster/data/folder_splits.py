@@ -3,7 +3,7 @@ class-folder rule and the skipped files reported once."""
 
 from __future__ import annotations
 
-import warnings
+import os
 from pathlib import Path
 
 from imc_cluster.data.decoding import (
@@ -13,11 +13,11 @@ from imc_cluster.data.decoding import (
 )
 from imc_cluster.data.folders import (
     ImageFolderData,
-    SkippedImagesWarning,
     class_folders,
     find_image_files,
     folder_classes,
     read_folder,
+    warn_skipped,
 )
 
 __all__ = ["load_folder_splits"]
@@ -36,26 +36,8 @@ def _check_test_classes(path: Path, classes: list[str], test_files: list[str]) -
         raise ValueError(f"{path / 'test'} has {found}.")
 
 
-#: skipped files named one by one in the warning; the others are counted
-_NAMED_SKIPS = 5
-
-
-def _warn_skipped(data: ImageFolderData) -> ImageFolderData:
-    """``data``, after a warning that names the files it left out, if any."""
-    if data.failures:
-        named = "; ".join(f"{failure.path}: {failure.error}" for failure in data.failures[:_NAMED_SKIPS])
-        more = len(data.failures) - _NAMED_SKIPS
-        warnings.warn(
-            f"Skipped {len(data.failures)} image file(s) under {data.root} that cannot be decoded "
-            f"({named}{f'; and {more} more' if more > 0 else ''}).",
-            SkippedImagesWarning,
-            stacklevel=2,
-        )
-    return data
-
-
 def load_folder_splits(
-    path: Path, image_size: ImageSize | None = None
+    path: Path, image_size: ImageSize | None = None, *, cache_dir: str | os.PathLike | None = None
 ) -> tuple[ImageFolderData, ImageFolderData]:
     """The train and test splits of the ``folder`` data set under ``path``.
 
@@ -64,8 +46,10 @@ def load_folder_splits(
     :func:`load_image_folder` on the training tree; a labelled training tree labels the test tree by the
     same classes. Test images take the training images' channels; without ``image_size`` both splits
     must have one size. A file that cannot be decoded (damaged, not an image, over PIL's pixel limit) is
-    left out with a :class:`SkippedImagesWarning` that names it; a split with no decodable file is an
-    error. The caches are in ``path/.imc_cluster_cache/``.
+    left out with a :class:`~imc_cluster.data.folders.SkippedImagesWarning` that names it; a split with no
+    decodable file is an error. The decoded splits are cached in the user cache folder ``cache_dir``
+    (:func:`~imc_cluster.core.cache.cache_root`; see :func:`~imc_cluster.data.decoding.cached_decode`),
+    never in ``path``.
     """
     size = check_image_size(image_size)
     if not path.is_dir():
@@ -83,13 +67,15 @@ def load_folder_splits(
     files = find_image_files(tree)
     classes = folder_classes(files, tree, "auto")
     split = "train" if has_train else "all"
-    train = _warn_skipped(read_folder(tree, files, classes, path, split, size, None, "skip"))
+    train = warn_skipped(
+        read_folder(tree, files, classes, path, split, size, None, "skip", cache_dir=cache_dir)
+    )
     if not has_test:
         return train, train
     test_files = find_image_files(path / "test")
     if classes is not None:
         _check_test_classes(path, train.classes, test_files)
-    test = _warn_skipped(
+    test = warn_skipped(
         read_folder(
             path / "test",
             test_files,
@@ -100,6 +86,7 @@ def load_folder_splits(
             train.images.shape[3],
             "skip",
             keep_empty_classes=True,
+            cache_dir=cache_dir,
         )
     )
     if train.images.shape[1:3] != test.images.shape[1:3]:

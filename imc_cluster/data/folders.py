@@ -2,11 +2,12 @@
 
 :func:`find_image_files` lists every image file under a folder, recursively and in sorted order: files of
 every format PIL decodes, by extension (case-insensitive), leaving out hidden files and folders (names
-starting with "."), the decoded-image cache ``.imc_cluster_cache`` among them. :func:`load_image_folder`
-decodes them into one uint8 array (cached, see :mod:`~imc_cluster.data.decoding`), with class labels when
-the folder is an ImageFolder tree of class folders; :func:`iter_image_batches` reads a folder of any size
-a batch at a time, in bounded memory. :func:`load_folder_splits` reads the ``train/`` and ``test/``
-layout of the ``folder`` data set.
+starting with "."). :func:`load_image_folder` decodes them into one uint8 array (cached in the user cache
+folder, never in the data folder; see :mod:`~imc_cluster.data.decoding`), with class labels when the folder
+is an ImageFolder tree of class folders, unreadable files left out with one :class:`SkippedImagesWarning`;
+:func:`iter_image_batches` reads a folder of any size a batch at a time, in bounded memory.
+:func:`~imc_cluster.data.folder_splits.load_folder_splits` reads the ``train/`` and ``test/`` layout of the
+``folder`` data set.
 
 Images of different sizes are brought to one with ``image_size``: each is centre-cropped to the target's
 aspect, then resized with PIL's antialiased Lanczos filter.
@@ -15,6 +16,7 @@ aspect, then resized with PIL's antialiased Lanczos filter.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "class_folders",
     "folder_classes",
     "read_folder",
+    "warn_skipped",
 ]
 
 #: values of the ``labels`` option
@@ -78,8 +81,8 @@ def find_image_files(path: str | os.PathLike) -> list[str]:
 
     Image files are those with the extension of a format PIL decodes (:func:`image_extensions`),
     case-insensitive, that are regular files (or links to one: a dangling link, a pipe or a device is left
-    out). Hidden files and folders (a name starting with ".", such as the cache folder
-    ``.imc_cluster_cache``) are left out. Symbolic links are followed, each folder read once.
+    out). Hidden files and folders (a name starting with ".") are left out. Symbolic links are followed,
+    each folder read once.
 
     Raises
     ------
@@ -191,19 +194,22 @@ def read_folder(
     tree: Path,
     paths: list[str],
     classes: list[str] | None,
-    cache_root: Path,
+    root: Path,
     split: str,
     size: tuple[int, int] | None,
     channels: int | None,
     on_error: str,
     *,
     keep_empty_classes: bool = False,
+    cache_dir: str | os.PathLike | None = None,
 ) -> ImageFolderData:
-    """Decode the files ``paths`` of ``tree`` (through the cache under ``cache_root``), labelled by
-    ``classes``. A class folder none of whose files decodes is no class (its files are failures), unless
-    ``keep_empty_classes`` (a test split labelled by the training split's classes)."""
+    """Decode the files ``paths`` of ``tree``, labelled by ``classes``, through the cache of split
+    ``split`` of the data folder ``root`` in the user cache ``cache_dir`` (see
+    :func:`~imc_cluster.data.decoding.cached_decode`). A class folder none of whose files decodes is no
+    class (its files are failures), unless ``keep_empty_classes`` (a test split labelled by the training
+    split's classes)."""
     files = [tree / path for path in paths]
-    decoded = cached_decode(files, cache_root, split, channels, size, on_error)
+    decoded = cached_decode(files, root, split, channels, size, on_error, cache_dir=cache_dir)
     if len(decoded.images) == 0:
         raise ValueError(
             f"None of the {len(files)} image files under {tree} can be decoded; the first: "
@@ -232,7 +238,8 @@ def load_image_folder(
     *,
     labels: str | None = "auto",
     channels: int | None = None,
-    on_error: str = "raise",
+    on_error: str = "skip",
+    cache_dir: str | os.PathLike | None = None,
 ) -> ImageFolderData:
     """Decode every image file under a folder, flat or nested, into one uint8 array.
 
@@ -252,10 +259,14 @@ def load_image_folder(
     channels : {None, 1, 3}, default=None
         None: one grey channel when every image is grey, else RGB (grey images repeated over the three
         channels). 1 or 3 make every image grey (PIL's luma) or RGB.
-    on_error : {"raise", "skip"}, default="raise"
-        For a file that cannot be decoded (corrupt, truncated, not an image, over PIL's pixel limit
-        ``Image.MAX_IMAGE_PIXELS``): raise a ValueError naming it, or leave it out and list it in
-        ``failures``.
+    on_error : {"skip", "raise"}, default="skip"
+        For a file that cannot be decoded (corrupt, truncated, empty, not an image, over PIL's pixel limit
+        ``Image.MAX_IMAGE_PIXELS``): leave it out, list it in ``failures`` and name it in one
+        :class:`SkippedImagesWarning` for the whole folder (the first few by name, the others counted), as
+        the command line does; or raise a ValueError naming it.
+    cache_dir : str or path-like, default=None
+        The user cache folder of the decoded images (see Notes); None: ``$IMC_CLUSTER_CACHE_DIR``, else
+        the platform's (e.g. ``~/.cache/imc_cluster``).
 
     Returns
     -------
@@ -271,19 +282,26 @@ def load_image_folder(
         For bad options, images of different sizes without ``image_size``, an undecodable file with
         ``on_error="raise"``, or when no file can be decoded.
 
+    Warns
+    -----
+    SkippedImagesWarning
+        Once, naming the files left out, when some cannot be decoded (``on_error="skip"``).
+
     Notes
     -----
-    The decoded images are cached in ``path/.imc_cluster_cache/``, keyed by the settings and the relative
-    path, size and modification time of every file (see :mod:`~imc_cluster.data.decoding`); without write
-    access there they are decoded on every call.
+    Nothing is written into ``path``. The decoded images are cached in ``decoded/`` of the user cache
+    folder (:func:`~imc_cluster.core.cache.cache_root`), one subfolder per data folder, keyed by the
+    settings and the relative path, size and modification time of every file (see
+    :mod:`~imc_cluster.data.decoding`); where the cache cannot be written they are decoded on every call.
+    ``imc-cluster cache --clear`` (or :func:`~imc_cluster.core.cache.clear_cache`) empties the cache.
     """
     size = check_image_size(image_size)
     _check_options(labels, channels, on_error)
     tree = Path(path).expanduser()
     files = find_image_files(tree)
-    return read_folder(
-        tree, files, folder_classes(files, tree, labels), tree, "all", size, channels, on_error
-    )
+    classes = folder_classes(files, tree, labels)
+    data = read_folder(tree, files, classes, tree, "all", size, channels, on_error, cache_dir=cache_dir)
+    return warn_skipped(data)
 
 
 def iter_image_batches(
@@ -354,3 +372,22 @@ def iter_image_batches(
 
 class SkippedImagesWarning(UserWarning):
     """Image files of a folder were left out because they cannot be decoded."""
+
+
+#: skipped files named one by one in the warning; the others are counted
+_NAMED_SKIPS = 5
+
+
+def warn_skipped(data: ImageFolderData) -> ImageFolderData:
+    """``data``, after one :class:`SkippedImagesWarning` that names the files it left out, if any (the
+    first few with their error; the others counted)."""
+    if data.failures:
+        named = "; ".join(f"{failure.path}: {failure.error}" for failure in data.failures[:_NAMED_SKIPS])
+        more = len(data.failures) - _NAMED_SKIPS
+        warnings.warn(
+            f"Skipped {len(data.failures)} image file(s) under {data.root} that cannot be decoded "
+            f"({named}{f'; and {more} more' if more > 0 else ''}).",
+            SkippedImagesWarning,
+            stacklevel=3,
+        )
+    return data

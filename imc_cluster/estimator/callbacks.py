@@ -129,10 +129,12 @@ class EarlyStopping:
 
 
 class TensorBoard:
-    """Write every numeric value of each epoch's record to TensorBoard, as a scalar at the epoch.
+    """Write every numeric value of each epoch's record to TensorBoard, as a scalar at the epoch (a list of
+    numbers, such as every head's loss ``mi_heads``, as ``mi_heads/0``, ``mi_heads/1``, ...).
 
-    The scalars are named as the record's keys ("loss", "swav", "mi", "reg", "lr", "seconds", "updates",
-    "images_per_second", and "acc", "nmi", "ari" with ``eval_set``); the step is the epoch.
+    The scalars are named as the record's keys ("loss", "swav", "mi", "reg", "best_head", "confidence",
+    "agreement", "clusters_used", "lr", "seconds", "updates", "images_per_second", and "acc", "nmi", "ari"
+    with ``eval_set``); the step is the epoch.
 
     Parameters
     ----------
@@ -172,6 +174,9 @@ class TensorBoard:
         for key, value in record.items():
             if key != "epoch" and is_real(value):
                 self._writer.add_scalar(key, float(value), epoch)
+            elif isinstance(value, (list, tuple)) and all(map(is_real, value)):  # one per head: "mi_heads/2"
+                for index, item in enumerate(value):
+                    self._writer.add_scalar(f"{key}/{index}", float(item), epoch)
         self._writer.flush()
 
     def on_fit_begin(self, estimator) -> None:

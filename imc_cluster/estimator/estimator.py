@@ -46,8 +46,22 @@ class IMCSwAVClustering(
     ----------
     n_clusters : int, default=10
         Number of clusters ``K``.
-    backbone : {"auto", "resnet18", "resnet34", "resnet50", "mlp"}, default="auto"
-        Encoder. "auto" picks ResNet-18 for images and the MLP for plain feature vectors.
+    backbone : str, default="auto"
+        Encoder: "resnet18", "resnet34", "resnet50" or "mlp" trained from scratch ("auto" picks ResNet-18 for
+        images and the MLP for plain feature vectors), or a library's network "torchvision:NAME",
+        "timm:NAME" or "open_clip:NAME" (timm and open_clip are optional extras) without its classifier.
+        A library's network sees images as its library prepares them: resized and centre-cropped to its
+        input size, normalised by its statistics.
+    weights : {None, "pretrained"} or path, default=None
+        Weights of a library's network: None (random), "pretrained" (the library's published weights,
+        downloaded and cached by the library on first use) or a local weights file in the library's format
+        (for machines without network). Checkpoints hold the weights: loading needs no download.
+    freeze_encoder : bool or "auto", default="auto"
+        Keep a library's network as it is and train only the projection, prototypes and cluster head on its
+        features ("auto": frozen when ``weights`` are given). The features of a fixed set of training views
+        (the centre crop, ``n_large_crops`` and ``n_small_crops``) are computed once and cached on disk
+        (see ``cache_dir``), so that epochs take seconds and another fit on the same images reuses them.
+        Unfrozen, the whole network trains as the published method, from the pretrained start.
     image_shape : tuple of int, default=None
         Shape ``(H, W)`` or ``(H, W, C)`` of the images when ``X`` is 2-D with one flattened image per row
         (C-order flattening of ``(H, W, C)``). One entry may be -1 (inferred). Leave None for 3-D/4-D
@@ -61,6 +75,10 @@ class IMCSwAVClustering(
         Dimension of the projection that is scored against the prototypes.
     head_hidden_dim : int, default=1024
         Width of the cluster head's hidden layers.
+    n_heads : int, default=1
+        Cluster heads trained together on the same features, each from its own initialisation and on its
+        own loss, in one batched computation (1 is the published method). After every epoch the head with
+        the lowest mutual-information loss over it becomes ``best_head_``, the one that predicts.
     n_large_crops, n_small_crops : int, default=2, 4
         Views per image. The large views give the Sinkhorn targets.
     large_crop_size, small_crop_size : int or (int, int), default=None
@@ -110,6 +128,13 @@ class IMCSwAVClustering(
     bn_recalibration_batches : int, default=50
         Batches of un-augmented training data on which the BatchNorm statistics are re-estimated before
         evaluation and after training; 0 keeps the running statistics of training.
+    max_time : float, default=None
+        Time budget of ``fit`` in seconds: the fit ends after the epoch during which it runs out, finished
+        as after a last epoch; a warm start continues it. None trains ``max_epochs`` epochs.
+    cache_dir : str or path, default=None
+        Folder of the feature and decoding caches; None is the user's cache folder
+        (:func:`imc_cluster.core.cache.cache_root`, which the ``IMC_CLUSTER_CACHE_DIR`` environment variable
+        overrides). Nothing is ever written into a data folder.
     warm_start : bool, default=False
         When True and the estimator is fitted (or loaded from a checkpoint), ``fit`` continues training
         from where it stopped, with the optimiser, schedule and random state restored, until ``n_iter_``
@@ -131,7 +156,8 @@ class IMCSwAVClustering(
         with AVX512-BF16 or AMX halves the activation memory and nearly doubles the speed of ResNet
         training (python -m benchmarks.speed), but oneDNN's bf16 kernels can give non-finite gradients on tiny
         networks and images, so it is opt-in there. Inference runs in bf16 on CUDA (unless "float32")
-        and in float32 on the CPU.
+        and in float32 on the CPU. A frozen encoder's cached features are computed in bf16 on CUDA and on
+        CPUs with AVX512-BF16 or AMX unless "float32" (python -m benchmarks.pretrained measures the cost).
     activation_checkpointing : bool, default=False
         Keep only the input of the stem and of each residual block in training, and recompute them in the
         backward pass: ResNet activation memory shrinks several-fold for about a third more compute. For
@@ -149,8 +175,13 @@ class IMCSwAVClustering(
     n_iter_ : int
         Epochs run.
     history_ : list of dict
-        One record per epoch: loss terms, learning rate, seconds, images per second, and ACC/NMI/ARI with
-        ``eval_set``.
+        One record per epoch: loss terms, each head's mutual-information loss ("mi_heads"), the best head,
+        its label-free progress measures ("confidence", "agreement", "clusters_used"; see
+        :mod:`imc_cluster.training.progress`), learning rate, seconds, images per second, and ACC/NMI/ARI
+        with ``eval_set``.
+    best_head_ : int
+        The cluster head that predicts (``predict``, ``predict_proba``, ``score``, ``labels_``): the one
+        with the lowest mutual-information loss over the last epoch (0 with one head).
     device_ : torch.device
         Device the model lives on.
     model_ : IMCSwAVNet
@@ -185,10 +216,13 @@ class IMCSwAVClustering(
         *,
         backbone: str = "auto",
         image_shape: tuple[int, ...] | None = None,
+        weights: str | None = None,
+        freeze_encoder: bool | str = "auto",
         backbone_width: int = 64,
         n_prototypes: int = 1000,
         projection_dim: int = 128,
         head_hidden_dim: int = 1024,
+        n_heads: int = 1,
         n_large_crops: int = 2,
         n_small_crops: int = 4,
         large_crop_size: int | tuple[int, int] | None = None,
@@ -215,6 +249,8 @@ class IMCSwAVClustering(
         lr_milestones: tuple[int, ...] = (150, 300, 400),
         lr_gamma: float = 0.4,
         bn_recalibration_batches: int = 50,
+        max_time: float | None = None,
+        cache_dir: str | None = None,
         warm_start: bool = False,
         checkpoint_path: str | None = None,
         device: str = "auto",
@@ -227,10 +263,13 @@ class IMCSwAVClustering(
         self.n_clusters = n_clusters
         self.backbone = backbone
         self.image_shape = image_shape
+        self.weights = weights
+        self.freeze_encoder = freeze_encoder
         self.backbone_width = backbone_width
         self.n_prototypes = n_prototypes
         self.projection_dim = projection_dim
         self.head_hidden_dim = head_hidden_dim
+        self.n_heads = n_heads
         self.n_large_crops = n_large_crops
         self.n_small_crops = n_small_crops
         self.large_crop_size = large_crop_size
@@ -257,6 +296,8 @@ class IMCSwAVClustering(
         self.lr_milestones = lr_milestones
         self.lr_gamma = lr_gamma
         self.bn_recalibration_batches = bn_recalibration_batches
+        self.max_time = max_time
+        self.cache_dir = cache_dir
         self.warm_start = warm_start
         self.checkpoint_path = checkpoint_path
         self.device = device

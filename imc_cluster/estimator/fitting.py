@@ -42,12 +42,18 @@ from imc_cluster.data.placement import place
 from imc_cluster.estimator import components
 from imc_cluster.estimator import params as parameters
 from imc_cluster.estimator.callbacks import StopTraining, callback_session, check_callbacks, epoch_callbacks
+from imc_cluster.estimator.clock import RunClock
 from imc_cluster.estimator.components import make_trainer
-from imc_cluster.estimator.fitted import Fitted, initial_state
+from imc_cluster.estimator.fitted import Fitted, fit_seed, initial_state
+from imc_cluster.estimator.frozen import cached_view_features, evaluation_features
+from imc_cluster.estimator.params import frozen_encoder
 from imc_cluster.metrics import evaluate_clustering
+from imc_cluster.model.build import load_pretrained
+from imc_cluster.model.pretrained import parse_backbone
 from imc_cluster.training.distributed import World, current_world, device_for, is_main
 from imc_cluster.training.loop import train_epochs
-from imc_cluster.training.trainer import LOSS_TERMS, DivergenceError, Trainer
+from imc_cluster.training.progress import LOSS_TERMS, PROGRESS_MEASURES
+from imc_cluster.training.trainer import DivergenceError, Trainer
 
 __all__ = ["fit"]
 
@@ -67,10 +73,19 @@ def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], Non
     main = is_main(world)
     device = resolve_device(device_for(world, params["device"]))
     resume = bool(params["warm_start"]) and hasattr(est, "model_")
+    seed = None if resume else fit_seed(params, world)
+    pretrained = None
+    if not resume and parse_backbone(params["backbone"]) is not None:
+        pretrained = load_pretrained(params["backbone"], params["weights"], seed)
     inputs = (
         est.inputs_
         if resume
-        else InputEncoder(params["image_shape"], params["backbone"], params["normalization"])
+        else InputEncoder(
+            params["image_shape"],
+            params["backbone"],
+            params["normalization"],
+            None if pretrained is None else pretrained.preprocessing,
+        )
     )
     data = inputs.encode(X, est) if resume else inputs.fit_encode(X, est)
     if resume:
@@ -78,7 +93,7 @@ def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], Non
     n_samples = data.values.shape[0]
     if n_samples < max(2, params["n_clusters"]):
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={params['n_clusters']} (and >= 2).")
-    crops = components.crop_sizes(params, *inputs.sample_shape[1:]) if data.is_image else None
+    crops = components.crop_sizes(params, inputs) if data.is_image else None
     evaluation = _eval_set(est, inputs, eval_set)
     mask = _head_mask(head_mask, n_samples)
     if params["checkpoint_path"] is not None and main:
@@ -90,10 +105,18 @@ def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], Non
         fitted = Fitted.of(est)
         fitted.device = device
     else:
-        fitted = initial_state(params, inputs, data, device, world)
-    trainer = make_trainer(params, fitted.inputs, fitted.model, fitted.device, fitted.training_state, world)
+        fitted = initial_state(params, inputs, data, device, seed, pretrained)
+    frozen = frozen_encoder(params)
+    trainer = make_trainer(
+        params, fitted.inputs, fitted.model, fitted.device, fitted.training_state, world, frozen
+    )
     publish(fitted)
     values = place(data.values, device)
+    if frozen:
+        values = cached_view_features(params, fitted, values)
+        if evaluation is not None:
+            evaluation = (evaluation_features(params, fitted, evaluation[0]), evaluation[1])
+        fitted.on_features = True
     with (
         _checkpoint_lock(params["checkpoint_path"] if main else None),
         callback_session(est, callbacks if main else []),
@@ -105,6 +128,8 @@ def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], Non
 def _check_architecture(params: dict, architecture: dict, inputs: InputEncoder) -> None:
     """A warm start continues the fitted network: the parameters must still describe it."""
     wanted = components.architecture(params, inputs)
+    if "pretrained" in architecture:  # a warm start continues the weights it has, whichever it started from
+        wanted["pretrained"]["weights"] = architecture["pretrained"]["weights"]
     changed = [
         f"{key}: {architecture[key]!r} -> {value!r}"
         for key, value in wanted.items()
@@ -162,11 +187,13 @@ def _train(
     remaining, first = max(0, params["max_epochs"] - trainer.epoch), fitted.n_iter
     world, path = trainer.world, params["checkpoint_path"]
     # a distributed rollback keeps the last good epoch in memory: rank 0's checkpoint may be on another node
-    saved = (lambda: _saved_epoch(path)) if path is not None and world is None else None
+    saved = (lambda: _saved_epoch(path, fitted.on_features)) if path is not None and world is None else None
     shows = bool(params["verbose"]) and is_main(world)
+    clock = RunClock(params["max_time"], remaining, steps, str(fitted.device))
     with tqdm(total=remaining * steps, disable=not shows, desc="IMC-SwAV", unit="step") as bar:
 
         def end_epoch(record: dict) -> None:
+            record["eta_seconds"] = clock.time_left(trainer.epoch - first)
             _end_epoch(est, params, fitted, trainer, values, record, evaluation, publish)
             bar.set_postfix(_postfix(record))
 
@@ -178,8 +205,8 @@ def _train(
                 end_epoch,
                 head_mask=mask,
                 saved=saved,
-                on_step=_progress(bar, steps) if shows else None,
-                callbacks=[epoch_callbacks(est, callbacks, world)],
+                on_step=_progress(bar, steps, clock, shows),
+                callbacks=[epoch_callbacks(est, [*callbacks, clock.check_budget], world)],
             )
         except StopTraining as stop:  # after a complete epoch: the model is finished as after the last one
             if params["verbose"]:
@@ -197,11 +224,14 @@ def _train(
         est.save(path)
 
 
-def _saved_epoch(path) -> tuple[dict, dict]:
+def _saved_epoch(path, on_features: bool) -> tuple[dict, dict]:
     """The weights and training state of the checkpoint just written (a rollback reads them back rather
-    than keeping a copy in memory)."""
+    than keeping a copy in memory); ``on_features``: without the frozen encoder's, which do not train."""
     content = load_checkpoint(path)
-    return content["model"], content["training"]
+    weights = content["model"]
+    if on_features:
+        weights = {name: value for name, value in weights.items() if not name.startswith("encoder.")}
+    return weights, content["training"]
 
 
 def _end_epoch(
@@ -262,7 +292,7 @@ def _checkpoint_lock(path):
 
 
 def _postfix(record: dict) -> dict[str, str]:
-    shown = ("epoch", *LOSS_TERMS, "acc")
+    shown = ("epoch", *LOSS_TERMS, *PROGRESS_MEASURES, "acc", "eta_seconds")
     return {
         key: f"{value:.3f}" if isinstance(value, float) else str(value)
         for key, value in record.items()
@@ -270,14 +300,16 @@ def _postfix(record: dict) -> dict[str, str]:
     }
 
 
-def _progress(bar: tqdm, steps: int):
-    """Per-step progress: advance the bar, and show the running losses about 10 times an epoch (each read
-    waits for the device)."""
+def _progress(bar: tqdm, steps: int, clock: RunClock, shows: bool):
+    """Per-step progress: the run's estimate after its first steps, and with ``shows`` the bar, with the
+    running losses about 10 times an epoch (each read waits for the device)."""
     every = max(1, steps // 10)
 
     def on_step(step: int, means: torch.Tensor) -> None:
-        bar.update()
-        if (step + 1) % every == 0:
-            bar.set_postfix(_postfix(dict(zip(LOSS_TERMS, means.tolist()))))
+        clock.on_step()
+        if shows:
+            bar.update()
+            if (step + 1) % every == 0:
+                bar.set_postfix(_postfix(dict(zip(LOSS_TERMS, means.tolist()))))
 
     return on_step

@@ -20,9 +20,12 @@ from imc_cluster.core.callers import user_stacklevel
 from imc_cluster.core.numbers import is_integer, is_real, to_python
 from imc_cluster.data.encoder import check_image_shape
 from imc_cluster.model.networks import RESNET_LAYOUTS
+from imc_cluster.model.pretrained import check_weights, parse_backbone
 
 __all__ = [
     "checked_params",
+    "OWN_BACKBONES",
+    "frozen_encoder",
     "ARCHITECTURE_PARAMS",
     "PARAMETER_CONSTRAINTS",
     "ConfigurationWarning",
@@ -34,11 +37,13 @@ __all__ = [
 #: the parameters that shape the network: a warm start must keep them
 ARCHITECTURE_PARAMS = (
     "backbone",
+    "freeze_encoder",
     "backbone_width",
     "n_clusters",
     "n_prototypes",
     "projection_dim",
     "head_hidden_dim",
+    "n_heads",
 )
 
 #: what scikit-learn checks of every parameter (``IMCSwAVClustering._parameter_constraints``)
@@ -50,6 +55,7 @@ PARAMETER_CONSTRAINTS: dict = {
             "backbone_width",
             "projection_dim",
             "head_hidden_dim",
+            "n_heads",
             "n_large_crops",
             "sinkhorn_iterations",
             "max_epochs",
@@ -82,8 +88,11 @@ PARAMETER_CONSTRAINTS: dict = {
         for key in ("marginal_weight", "logit_penalty", "logit_threshold", "weight_decay")
     },
     **{key: ["boolean"] for key in ("warm_start", "compile", "activation_checkpointing")},
-    "backbone": [StrOptions({"auto", "mlp", *RESNET_LAYOUTS})],
-    "checkpoint_path": [str, os.PathLike, None],
+    "backbone": [str],
+    "weights": [str, os.PathLike, None],
+    "freeze_encoder": ["boolean", StrOptions({"auto"})],
+    "max_time": [Interval(Real, 0, None, closed="neither"), None],
+    **{key: [str, os.PathLike, None] for key in ("checkpoint_path", "cache_dir")},
     "device": [str],
     "precision": [StrOptions({"auto", "bfloat16", "float32"})],
     "random_state": ["random_state"],
@@ -138,10 +147,44 @@ def check_params(params: dict) -> None:
             f"from the other views), got {params['n_large_crops']} + {params['n_small_crops']}."
         )
     check_image_shape(params["image_shape"])
+    _check_encoder(params)
     as_crop_size("large_crop_size", params["large_crop_size"])
     as_crop_size("small_crop_size", params["small_crop_size"])
     if params["normalization"] is not None:
         check_normalization(params["normalization"])
+
+
+#: our own encoders; "auto" picks ResNet-18 for images and the MLP for vectors
+OWN_BACKBONES = ("auto", "mlp", *RESNET_LAYOUTS)
+
+
+def _check_encoder(params: dict) -> None:
+    """The backbone (ours, or a library's ``"LIBRARY:NAME"``), its ``weights`` and ``freeze_encoder``."""
+    backbone = params["backbone"]
+    if parse_backbone(backbone) is None and backbone not in OWN_BACKBONES:
+        raise ValueError(
+            f"backbone must be one of {OWN_BACKBONES} or a pretrained network 'torchvision:NAME', "
+            f"'timm:NAME' or 'open_clip:NAME', got {backbone!r}."
+        )
+    check_weights(params["weights"], backbone)
+    if params["freeze_encoder"] is True and parse_backbone(backbone) is None:
+        raise ValueError(
+            f"freeze_encoder=True needs a pretrained backbone ('LIBRARY:NAME'); backbone={backbone!r} "
+            "trains from scratch."
+        )
+    if params["normalization"] is not None and parse_backbone(backbone) is not None:
+        raise ValueError(
+            f"normalization is set, but the pretrained backbone {backbone!r} normalises its inputs as its "
+            "library states; leave normalization at None."
+        )
+
+
+def frozen_encoder(params: dict) -> bool:
+    """Whether the fit keeps the encoder as it is: ``freeze_encoder``, where "auto" freezes a pretrained
+    network given weights."""
+    if params["freeze_encoder"] == "auto":
+        return parse_backbone(params["backbone"]) is not None and params["weights"] is not None
+    return bool(params["freeze_encoder"])
 
 
 class ConfigurationWarning(UserWarning):

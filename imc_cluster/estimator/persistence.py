@@ -14,7 +14,7 @@ from imc_cluster.core.numbers import is_integer, to_python
 from imc_cluster.core.version import __version__
 from imc_cluster.data.encoder import InputEncoder
 from imc_cluster.estimator.fitted import Fitted
-from imc_cluster.model.build import build_network
+from imc_cluster.model.build import build_network, complete_architecture
 from imc_cluster.model.networks import IMCSwAVNet
 
 __all__ = ["CheckpointMixin"]
@@ -43,12 +43,16 @@ def estimator_sections(estimator) -> dict:
     """The sections of a fitted estimator, as plain data and CPU tensors. The parameters hold no
     ``checkpoint_path`` (a loaded model writes only where its new user says) and an integer
     ``random_state`` or None."""
-    params = to_python(estimator.get_params())
+    params = {  # paths (weights, cache_dir) as strings
+        key: os.fspath(value) if isinstance(value, os.PathLike) else value
+        for key, value in to_python(estimator.get_params()).items()
+    }
     seed = params["random_state"] if is_integer(params["random_state"]) else None
     fitted = {
         "n_features_in_": int(estimator.n_features_in_),
         "n_iter_": int(estimator.n_iter_),
         "history_": [_record(record) for record in estimator.history_],
+        "best_head_": estimator.model_.best_head,
     }
     if hasattr(estimator, "labels_"):
         fitted["labels_"] = torch.from_numpy(np.asarray(estimator.labels_, dtype=np.int64).copy())
@@ -82,7 +86,7 @@ def load_estimator(cls, path: str | os.PathLike, device: str | None = None):
             estimator.set_params(device=device)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has invalid estimator parameters: {error}") from None
-    fitted, architecture = content["fitted"], content["architecture"]
+    fitted, architecture = content["fitted"], complete_architecture(content["architecture"])
     labels = fitted["labels_"].numpy() if "labels_" in fitted else None
     if (
         labels is not None
@@ -91,13 +95,21 @@ def load_estimator(cls, path: str | os.PathLike, device: str | None = None):
     ):
         raise CheckpointError(f"{path} holds labels_ outside [0, {architecture['n_clusters']}).")
     inputs = InputEncoder(estimator.image_shape, estimator.backbone, estimator.normalization)
-    inputs.load_state_dict(content["inputs"])
+    try:
+        inputs.load_state_dict(content["inputs"])
+    except ValueError as error:  # a preprocessing we do not apply
+        raise CheckpointError(f"{path} has invalid inputs: {error}") from None
     try:
         model, device_ = rebuild_model(architecture, content["model"], estimator.device)
     except (KeyError, RuntimeError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"{path} holds weights that do not fit its architecture: {str(error).splitlines()[0]}"
         ) from None
+    if "best_head_" in fitted:  # imc-cluster 0.3 saved none: its networks have one head
+        try:
+            model.select_head(fitted["best_head_"])
+        except ValueError as error:
+            raise CheckpointError(f"{path} holds an invalid best_head_: {error}") from None
     estimator._set_fitted(
         Fitted(
             inputs,
@@ -190,7 +202,9 @@ class CheckpointMixin:
     def __setstate__(self, state):
         weights = state.get("model_")
         if isinstance(weights, dict):  # a copy of a fitted model writes no checkpoint where its original does
-            state = {**state, "checkpoint_path": None}
+            architecture = complete_architecture(state["architecture_"])  # of any version
+            state = {**state, "checkpoint_path": None, "architecture_": architecture}
         super().__setstate__(state)
         if isinstance(weights, dict):
             self.model_, self.device_ = rebuild_model(self.architecture_, weights, self.device)
+            self.best_head_ = self.model_.best_head  # saved with the weights

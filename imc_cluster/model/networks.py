@@ -3,7 +3,8 @@
 The model has four parts (docs/method.md#networks): an encoder giving a feature ``h``; a projection
 ``Linear(d, d) -> Linear(d, 128)`` whose L2-normalised output is scored against ``K'`` L2-normalised
 prototypes; and a cluster head, an MLP on the *detached* feature, so that the mutual-information loss
-trains the head alone while the SwAV loss trains the encoder.
+trains the head alone while the SwAV loss trains the encoder (or several heads trained together, whose
+best predicts: :mod:`~imc_cluster.model.heads`).
 
 Every BatchNorm layer is a :mod:`~imc_cluster.model.batchnorm` layer: in training, the views of a crop size
 run through the encoder in one pass (and all views through the head in one pass), yet each view is normalised
@@ -12,6 +13,7 @@ with its own batch statistics, as the published code's one pass per view does.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -21,9 +23,10 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from imc_cluster.model.batchnorm import ViewBatchNorm1d, ViewBatchNorm2d
+from imc_cluster.model.heads import ClusterHeads, cluster_head
 from imc_cluster.model.views import PerView, ViewSequential, image_major
 
-__all__ = ["RESNET_LAYOUTS", "ResNetEncoder", "MLPEncoder", "IMCSwAVNet"]
+__all__ = ["RESNET_LAYOUTS", "ResNetEncoder", "MLPEncoder", "IMCSwAVNet", "FeatureInput"]
 
 
 class _ViewBasicBlock(BasicBlock, PerView):
@@ -162,18 +165,6 @@ class MLPEncoder(nn.Module, PerView):
         return self.layers(x, n_views)
 
 
-def _cluster_head(in_features: int, hidden: int, n_clusters: int) -> ViewSequential:
-    return ViewSequential(
-        nn.Linear(in_features, hidden),
-        ViewBatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, hidden),
-        ViewBatchNorm1d(hidden),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden, n_clusters),
-    )
-
-
 class IMCSwAVNet(nn.Module):
     """Encoder, projection, prototypes and cluster head of IMC-SwAV.
 
@@ -189,6 +180,10 @@ class IMCSwAVNet(nn.Module):
         Dimension of the projected, L2-normalised embedding.
     head_hidden_dim : int
         Width of the cluster head's two hidden layers.
+    n_heads : int, default=1
+        Cluster heads trained together on the same features: one is the published head
+        (:func:`~imc_cluster.model.heads.cluster_head`), several are a
+        :class:`~imc_cluster.model.heads.ClusterHeads`, whose chosen head (:meth:`select_head`) predicts.
     """
 
     def __init__(
@@ -198,13 +193,18 @@ class IMCSwAVNet(nn.Module):
         n_prototypes: int,
         projection_dim: int,
         head_hidden_dim: int,
+        n_heads: int = 1,
     ) -> None:
         super().__init__()
         features = encoder.out_features
         self.encoder = encoder
         self.projection = nn.Sequential(nn.Linear(features, features), nn.Linear(features, projection_dim))
         self.prototypes = nn.Linear(projection_dim, n_prototypes, bias=False)
-        self.head = _cluster_head(features, head_hidden_dim, n_clusters)
+        self.n_clusters, self.n_heads = n_clusters, n_heads
+        if n_heads == 1:
+            self.head = cluster_head(features, head_hidden_dim, n_clusters)
+        else:
+            self.head = ClusterHeads(features, head_hidden_dim, n_clusters, n_heads)
         self.normalize_prototypes()
 
     @torch.no_grad()
@@ -232,8 +232,8 @@ class IMCSwAVNet(nn.Module):
             Encoder features ``h`` of every image and view.
         scores : Tensor (V, B, n_prototypes), float32
             Prototype scores ``u_v`` of every view.
-        logits : Tensor (V, B, n_clusters) or None
-            Cluster-head logits ``y_v`` of every view; their gradient does not reach the encoder.
+        logits : Tensor (n_heads, V, B, n_clusters) or None
+            Logits ``y_v`` of every cluster head and view; their gradient does not reach the encoder.
         """
         features = self.embed(views, batch_size)
         return features, self.prototype_scores(features), self.head_logits(features) if head else None
@@ -259,12 +259,54 @@ class IMCSwAVNet(nn.Module):
         return scores.transpose(0, 1)
 
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Cluster logits ``(V, B, K)`` of features ``(B, V, d)``, detached from the encoder, all views in one
-        pass, each normalised on its own."""
+        """Logits ``(n_heads, V, B, K)`` of every cluster head on features ``(B, V, d)``, detached from the
+        encoder, all views in one pass, each normalised on its own."""
         n_images, n_views = features.shape[:2]
-        logits = self.head(features.detach().flatten(0, 1), n_views)
-        return logits.unflatten(0, (n_images, n_views)).transpose(0, 1)
+        logits = self._every_head(features.detach().flatten(0, 1), n_views)
+        return logits.unflatten(1, (n_images, n_views)).transpose(1, 2)
+
+    def _every_head(self, features: torch.Tensor, n_views: int = 1) -> torch.Tensor:
+        """Logits ``(n_heads, N, K)`` of every cluster head on features ``(N, d)``."""
+        logits = self.head(features, n_views)
+        return logits.unsqueeze(0) if self.n_heads == 1 else logits
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K)`` of the chosen cluster head (:attr:`best_head`) on encoder features ``(N, d)``;
+        in training mode every head runs (the BatchNorm statistics of every head follow the data)."""
+        logits = self.head(features)
+        return logits if self.n_heads == 1 else logits.index_select(0, self.head.best.view(1))[0]
 
     def cluster_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Cluster-head logits of un-augmented inputs."""
-        return self.head(self.encoder(x))
+        """Logits of the chosen cluster head on un-augmented inputs."""
+        return self.classify(self.encoder(x))
+
+    @property
+    def best_head(self) -> int:
+        """The cluster head that predicts (0 with one head)."""
+        return 0 if self.n_heads == 1 else int(self.head.best)
+
+    def select_head(self, index: int) -> None:
+        """Make head ``index`` the one that predicts; with several heads it is saved with the weights."""
+        if not 0 <= index < self.n_heads:
+            raise ValueError(f"head {index} does not exist: the network has {self.n_heads} head(s).")
+        if self.n_heads > 1:
+            self.head.best.fill_(index)
+
+    def on_features(self) -> IMCSwAVNet:
+        """This network without its encoder: it takes encoder features ``(B, d)`` as its input and shares
+        every other module (a frozen encoder's features are computed once, and the rest trains on them)."""
+        network = copy.copy(self)
+        network._modules = {**self._modules, "encoder": FeatureInput(self.encoder.out_features)}
+        return network
+
+
+class FeatureInput(nn.Module):
+    """The encoder of a network that takes encoder features: float32 features, as they are."""
+
+    def __init__(self, out_features: int) -> None:
+        super().__init__()
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor, n_views: int = 1) -> torch.Tensor:
+        """The features ``x`` as float32 (``n_views`` is accepted for the encoder interface)."""
+        return x.float()

@@ -24,7 +24,13 @@ import torch.nn.functional as F
 
 from imc_cluster.model.collectives import all_reduce_with_grad
 
-__all__ = ["sinkhorn", "swav_loss", "mutual_information_loss", "logit_penalty"]
+__all__ = [
+    "sinkhorn",
+    "swav_loss",
+    "mutual_information_loss",
+    "mutual_information_losses",
+    "logit_penalty",
+]
 
 _EPS = torch.finfo(torch.float32).eps
 
@@ -188,11 +194,44 @@ def mutual_information_loss(
     loss : Tensor (scalar), float32
         Mean over all ``n_views ** 2`` (head view, prototype view) pairs.
     """
+    terms = _pair_terms(head_logits, scores, temperature, marginal_weight, group)
+    return terms.sum() / (terms.shape[0] * terms.shape[1])
+
+
+def mutual_information_losses(
+    head_logits: torch.Tensor,
+    scores: Sequence[torch.Tensor] | torch.Tensor,
+    temperature: float,
+    marginal_weight: float,
+    group=None,
+) -> torch.Tensor:
+    """:func:`mutual_information_loss` of each of several cluster heads, all in one computation.
+
+    Parameters
+    ----------
+    head_logits : Tensor (n_heads, n_views, batch, n_clusters)
+        Logits of every head and view.
+    scores, temperature, marginal_weight, group
+        As in :func:`mutual_information_loss`, the same for every head.
+
+    Returns
+    -------
+    losses : Tensor (n_heads,), float32
+        Each head's mean over its ``n_views * len(scores)`` (head view, prototype view) pairs.
+    """
+    n_heads, n_views = head_logits.shape[:2]
+    terms = _pair_terms(head_logits.flatten(0, 1), scores, temperature, marginal_weight, group)
+    # a sum over dimensions, not over a flattened copy: in the order of the one-head loss's sum
+    return terms.unflatten(0, (n_heads, n_views)).sum(dim=(1, 2, 3, 4)) / (n_views * terms.shape[1])
+
+
+def _pair_terms(head_logits, scores, temperature: float, marginal_weight: float, group) -> torch.Tensor:
+    """The summands ``(V, V', K, K')`` of every (head view, prototype view) pair's mutual-information term."""
     head_probs = F.softmax(_wide(_stacked(head_logits)), dim=-1)  # (V, B, K)
     target_probs = F.softmax(_wide(_stacked(scores).detach()) / temperature, dim=-1)  # (V', B, K')
-    (n_heads, batch, n_clusters), (n_targets, _, n_prototypes) = head_probs.shape, target_probs.shape
+    (n_views, batch, n_clusters), (n_targets, _, n_prototypes) = head_probs.shape, target_probs.shape
     # joint[j, v] = head_probs[j]^T target_probs[v], summed over the batch, for all pairs in one product
-    joint = head_probs.transpose(1, 2).reshape(n_heads * n_clusters, batch) @ target_probs.transpose(
+    joint = head_probs.transpose(1, 2).reshape(n_views * n_clusters, batch) @ target_probs.transpose(
         0, 1
     ).reshape(batch, n_targets * n_prototypes)
     if _distributed(group):
@@ -200,12 +239,12 @@ def mutual_information_loss(
         # gets world_size times its share of the global gradient, which the averaging of parameter gradients
         # across processes (DistributedDataParallel) turns into exactly the global gradient
         joint = all_reduce_with_grad(joint, group)
-    joint = joint.view(n_heads, n_clusters, n_targets, n_prototypes).transpose(1, 2)  # (V, V', K, K')
+    joint = joint.view(n_views, n_clusters, n_targets, n_prototypes).transpose(1, 2)  # (V, V', K, K')
     joint = joint / joint.sum(dim=(-2, -1), keepdim=True).clamp_min(_EPS)
     p_y = joint.sum(dim=-1, keepdim=True)
     p_u = joint.sum(dim=-2, keepdim=True)
     log_joint, log_p_y, log_p_u = (t.clamp_min(_EPS).log() for t in (joint, p_y, p_u))  # 0 log 0 = 0
-    return (joint * (log_p_u - log_joint + marginal_weight * log_p_y)).sum() / (n_heads * n_targets)
+    return joint * (log_p_u - log_joint + marginal_weight * log_p_y)
 
 
 def logit_penalty(

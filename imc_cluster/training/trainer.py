@@ -2,8 +2,9 @@
 
 Data stay on the training device as one tensor (uint8 images or float32 vectors); each step gathers a
 batch by index, augments it there, and runs the model on every view. Nothing in the step waits for the
-device: losses are accumulated as tensors and read once per epoch, and the first non-finite step is
-recorded on the device too.
+device: losses and progress measures are accumulated as tensors and read once per epoch
+(:mod:`~imc_cluster.training.progress`), and the first non-finite step is recorded on the device too. Several
+cluster heads train together, each on its own loss; the best of an epoch is the one the network predicts with.
 
 With a head mask (STL-10, where about 12 of a batch of 256 images are labelled), the cluster head learns
 from labelled images only, and, as in the published code, over at least one batch size of them at a time:
@@ -27,14 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from imc_cluster.data.placement import gather
 from imc_cluster.model.batchnorm import synchronized_batch_norm
 from imc_cluster.model.networks import IMCSwAVNet
-from imc_cluster.model.objectives import logit_penalty, mutual_information_loss, swav_loss
+from imc_cluster.model.objectives import logit_penalty, mutual_information_losses, swav_loss
 from imc_cluster.training.distributed import World, replicate
 from imc_cluster.training.headbank import HeadBank
+from imc_cluster.training.progress import EpochTotals, progress_counts
 
-__all__ = ["TrainingConfig", "Trainer", "DivergenceError", "LOSS_TERMS"]
-
-#: names of the loss terms reported per epoch
-LOSS_TERMS = ("loss", "swav", "mi", "reg")
+__all__ = ["TrainingConfig", "Trainer", "DivergenceError"]
 
 
 class DivergenceError(FloatingPointError):
@@ -150,10 +149,13 @@ class Trainer:
     def objectives(
         self, scores: torch.Tensor, logits: torch.Tensor | None, head_scores: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """The loss terms from the networks' outputs (``(V, B, ...)`` tensors or per-view sequences).
+        """The loss terms from the networks' outputs: prototype scores ``(V, B, K')``, logits ``(H, V, B, K)``
+        of the ``H`` cluster heads.
 
-        ``logits`` None leaves out the head's terms ("mi" and "reg" are then absent); ``head_scores``
-        are the prototype scores that the head's terms read, when they are not ``scores`` (the bank's).
+        "mi" and "reg" are sums over the heads, "mi_heads" each head's mutual information, and "progress"
+        the heads' :func:`~imc_cluster.training.progress.progress_counts`. ``logits`` None leaves out the
+        heads' terms (those four are then absent); ``head_scores`` are the prototype scores that the heads'
+        terms read, when they are not ``scores`` (the bank's).
         """
         cfg = self.config
         swav = swav_loss(
@@ -166,15 +168,14 @@ class Trainer:
         )
         if logits is None:
             return {"loss": swav, "swav": swav}
-        mi = mutual_information_loss(
-            logits,
-            scores if head_scores is None else head_scores,
-            cfg.temperature,
-            cfg.marginal_weight,
-            group=self.group,
-        )
-        reg = logit_penalty(logits, cfg.logit_penalty, cfg.logit_threshold, group=self.group)
-        return {"loss": swav + mi + reg, "swav": swav, "mi": mi, "reg": reg}
+        target = scores if head_scores is None else head_scores
+        heads = mutual_information_losses(logits, target, cfg.temperature, cfg.marginal_weight, self.group)
+        mi = heads.sum()  # the parameters of each head get the gradient of its own loss alone
+        # the mean over the views of every head, times the heads: the sum of the heads' penalties
+        views, n_heads = logits.flatten(0, 1), logits.shape[0]
+        reg = logit_penalty(views, cfg.logit_penalty, cfg.logit_threshold, self.group) * n_heads
+        terms = {"swav": swav, "mi": mi, "reg": reg, "mi_heads": heads}
+        return {"loss": swav + mi + reg, **terms, "progress": progress_counts(logits, cfg.n_large_crops)}
 
     def losses(
         self, views: Sequence[torch.Tensor], batch_size: int, head_mask: torch.Tensor | None = None
@@ -204,7 +205,8 @@ class Trainer:
 
     def step(self, batch: torch.Tensor, head_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One optimiser update on a batch of raw samples (this rank's slice of the global batch in a
-        distributed fit); returns the detached loss terms ("mi" and "reg" only when the head was updated)."""
+        distributed fit); returns the detached terms of :meth:`objectives` (the heads' only when they were
+        updated)."""
         self.model.normalize_prototypes()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
@@ -286,7 +288,8 @@ class Trainer:
             there (each batch is then copied asynchronously).
         on_step : callable, default=None
             Called after every step as ``on_step(step, means)`` with the running means of the loss terms
-            (a device tensor ordered as ``LOSS_TERMS``); reading it synchronises with the device.
+            (a device tensor ordered as :data:`~imc_cluster.training.progress.LOSS_TERMS`); reading it
+            synchronises with the device.
         head_mask : bool Tensor of shape (n_samples,), default=None
             The samples the cluster head learns from, where ``data`` are; its updates then come from the
             :class:`HeadBank`, each over ``min(batch size, masked samples of the epoch)`` samples at least.
@@ -296,8 +299,9 @@ class Trainer:
         Returns
         -------
         record : dict
-            "loss" and "swav": means over the steps; "mi" and "reg": means over the head's updates; and
-            the epoch, learning rate, seconds, updates and images per second.
+            The loss terms, each head's mutual information, the best head (which the network predicts with
+            from now on) and its progress measures (:mod:`~imc_cluster.training.progress`); and the epoch,
+            learning rate, seconds, updates and images per second.
 
         Raises
         ------
@@ -311,8 +315,7 @@ class Trainer:
         self.model.train()
         start = time.perf_counter()
         device = self.generator.device
-        totals = torch.zeros(len(LOSS_TERMS), device=device)
-        counts = [0] * len(LOSS_TERMS)
+        totals = EpochTotals(self.model.n_heads, self.model.n_clusters, device)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         index_batches = self.epoch_batches(data.shape[0], data.device)
         batch_size = self.batch_size(data.shape[0])  # the global batch
@@ -325,18 +328,15 @@ class Trainer:
                 labelled = self.world.total(labelled, device)
             self.bank_target = max(1, min(batch_size, labelled))
         for step, (index, mask) in enumerate(zip(index_batches, masks)):
-            step_terms = self.step(gather(data, index, device), mask)
-            zero = step_terms["loss"].new_zeros(())
-            terms = torch.stack([step_terms.get(name, zero) for name in LOSS_TERMS]).float()
-            counts = [count + (name in step_terms) for count, name in zip(counts, LOSS_TERMS)]
-            totals += terms
+            terms = totals.add(self.step(gather(data, index, device), mask))
             bad = ~torch.isfinite(terms).all() & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step), first_bad)
             if on_step is not None:
-                on_step(step, totals / totals.new_tensor(counts).clamp_min(1))
+                on_step(step, totals.means())
         self.bank.clear()
         if self.world is not None:  # the record of the global batches, and a divergence of any rank
-            totals, first_bad = self.world.mean(totals), self.world.maximum(first_bad)
+            totals.reduce(self.world)
+            first_bad = self.world.maximum(first_bad)
         if int(first_bad) >= 0:
             raise DivergenceError(
                 f"The training loss became NaN or infinite at epoch {self.epoch + 1}, "
@@ -348,7 +348,8 @@ class Trainer:
                 "(the losses stayed finite: the last update diverged)."
             )
         self.epoch += 1
-        record = dict(zip(LOSS_TERMS, (totals / totals.new_tensor(counts).clamp_min(1)).tolist()))
+        record = totals.record()
+        self.model.select_head(record["best_head"])
         seconds = time.perf_counter() - start
         images = len(index_batches) * batch_size
         record.update(

@@ -160,6 +160,9 @@ CHANGES = {
     ),
     "a negative feature count": (lambda c: c["fitted"].__setitem__("n_features_in_", -5), "n_features_in_"),
     "a negative epoch": (lambda c: c["training"].__setitem__("epoch", -5), "epoch"),
+    "a head count of the wrong type": (lambda c: c["architecture"].__setitem__("n_heads", 3.0), "n_heads"),
+    "a head count the weights lack": (lambda c: c["architecture"].__setitem__("n_heads", 2), "architecture"),
+    "a best head of the wrong type": (lambda c: c["fitted"].__setitem__("best_head_", True), "best_head_"),
     "an image_shape of the wrong type": (
         lambda c: c["inputs"].__setitem__("image_shape", "8x8"),
         "image_shape",

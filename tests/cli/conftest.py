@@ -1,6 +1,7 @@
 """What the tests of the command line share: a run in this process that returns the exit status, a run as
-``python -m imc_cluster``, and the argv of a tiny digits ``train``. (A run in this process that captures
-what it prints is the ``run_cli`` fixture of tests/conftest.py, which the photos' model needs too.)"""
+``python -m imc_cluster``, the argv of a tiny digits ``train`` and the checkpoint of one. (A run in this
+process that captures what it prints is the ``run_cli`` fixture of tests/conftest.py, which the photos'
+model needs too.)"""
 
 import shlex
 import subprocess
@@ -64,3 +65,11 @@ def digits_train_argv():
     (:data:`TINY_DIGITS`) with data in ``tmp``, of ``epochs`` epochs, into the checkpoint ``out/d.cpt``, then
     ``flags``."""
     return _digits_train_argv
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    """A tiny digits model (:data:`TINY_DIGITS`) after one epoch: 8x8 grey images, width 4, 10 prototypes."""
+    folder = tmp_path_factory.mktemp("digits")
+    assert _run(_digits_train_argv(folder, folder, 1, "--quiet")) == 0
+    return folder / "d.cpt"

@@ -23,8 +23,11 @@ import torch
 from PIL import Image
 
 from imc_cluster import IMCSwAVClustering
+from imc_cluster.checkpoints.files import CheckpointError
+from imc_cluster.cli import commands
 from imc_cluster.cli import main as cli
-from imc_cluster.cli.main import build_parser, estimator_params, main
+from imc_cluster.cli.commands import estimator_params
+from imc_cluster.cli.main import build_parser, main
 from imc_cluster.training.trainer import DivergenceError
 
 #: the CIFAR-10 JPEG copy in shared/, beside the repository root
@@ -327,13 +330,6 @@ def checkpoint_folder(setup: Setup) -> list[str]:
     return setup.train("--cpt_name", "model.cpt")
 
 
-def resume_with_the_default_width(setup: Setup) -> list[str]:
-    """Resume the width-4 checkpoint without ``--backbone_width`` (the digits default is 16)."""
-    argv = setup.train("--cpt_load_path", str(setup.checkpoint))
-    at = argv.index("--backbone_width")
-    return argv[:at] + argv[at + 2 :]
-
-
 def truncated(setup: Setup) -> Path:
     """The first half of the tiny digits checkpoint."""
     content = setup.checkpoint.read_bytes()
@@ -356,13 +352,13 @@ def divergence(setup: Setup) -> list[str]:
 
 #: (name, argv builder, expected part of the message)
 CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
-    ("batch_size 1", lambda s: s.train("--batch_size", "1"), "'batch_size'"),
-    ("batch_size 0", lambda s: s.train("--batch_size", "0"), "'batch_size'"),
-    ("epochs 0", lambda s: s.train("--epochs", "0"), "(flag: --epochs)"),
-    ("prototypes 1", lambda s: s.train("--prototypes", "1"), "(flag: --prototypes)"),
-    ("tau 0", lambda s: s.train("--tau", "0"), "(flag: --tau)"),
-    ("eps -1", lambda s: s.train("--eps", "-1"), "(flag: --eps)"),
-    ("learning_rate 0", lambda s: s.train("--learning_rate", "0"), "'learning_rate'"),
+    ("batch_size 1", lambda s: s.train("--batch_size", "1"), ": --batch_size must be an int in the range"),
+    ("batch_size 0", lambda s: s.train("--batch_size", "0"), ": --batch_size must be an int in the range"),
+    ("epochs 0", lambda s: s.train("--epochs", "0"), ": --epochs must be an int in the range [1, inf)"),
+    ("prototypes 1", lambda s: s.train("--prototypes", "1"), ": --prototypes must be an int"),
+    ("tau 0", lambda s: s.train("--tau", "0"), ": --tau must be a float in the range (0.0, inf)"),
+    ("eps -1", lambda s: s.train("--eps", "-1"), ": --eps must be a float"),
+    ("learning_rate 0", lambda s: s.train("--learning_rate", "0"), ": --learning_rate must be a float"),
     ("no large crops", lambda s: s.train("--nmb_crops", "0", "4"), "(flag: --nmb_crops)"),
     (
         "crops larger than the images",
@@ -406,8 +402,16 @@ CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
         "bad.cpt",
     ),
     ("test a truncated checkpoint", lambda s: s.test("--cpt_load_path", str(truncated(s))), "cut.cpt"),
-    ("test on images of another size", lambda s: s.test(*s.folder((10, 10))), "fitted on (1, 8, 8)"),
-    ("resume another architecture", resume_with_the_default_width, "--backbone_width 4, not 16"),
+    (
+        "test on colour images of a grey model",
+        lambda s: s.test(*s.folder((10, 10, 3))),
+        "images of shape (C, H, W) = (3, 8, 8), but",
+    ),
+    (
+        "test at another --image_size",
+        lambda s: s.test(*s.folder((10, 10)), "--image_size", "10"),
+        "--image_size 10 (the checkpoint's: 8 8). Leave --image_size out",
+    ),
     ("missing data folder", lambda s: s.train(data=missing_folder(s)), "nothing not found"),
     ("folder without images", lambda s: s.train(data=["--dataset", "folder"]), "No image files under"),
     ("subfolder without images", lambda s: s.train(data=empty_folder(s)), "No image files under"),
@@ -421,26 +425,6 @@ CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
 WITHOUT_GPU = {"train on a missing GPU", "test on a missing GPU", "GPU index 3"}
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, run) -> Path:
-    """A tiny digits model after one epoch."""
-    folder = tmp_path_factory.mktemp("digits")
-    argv = [
-        "train",
-        "--dataset",
-        "digits",
-        *TINY,
-        "--path",
-        str(folder),
-        "--output_dir",
-        str(folder),
-        "--cpt_name",
-        "d.cpt",
-    ]
-    assert run(argv) == 0
-    return folder / "d.cpt"
-
-
 def _params() -> list:
     """:data:`CASES` as pytest parameters named after their case."""
     no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
@@ -451,8 +435,10 @@ def _params() -> list:
 
 
 @pytest.mark.parametrize("build, expected", _params())
-def test_error_is_one_line_and_status_2(build, expected, tmp_path, checkpoint, monkeypatch, capsys, run):
-    argv = build(Setup(tmp_path, checkpoint, monkeypatch))
+def test_error_is_one_line_and_status_2(
+    build, expected, tmp_path, digits_checkpoint, monkeypatch, capsys, run
+):
+    argv = build(Setup(tmp_path, digits_checkpoint, monkeypatch))
     capsys.readouterr()
     status = run(argv)
     err = capsys.readouterr().err
@@ -522,7 +508,7 @@ def test_folder_errors_are_one_line_and_status_2(
 
 def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys, run):
     setup = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch)
-    setup.fail(cli, "load_dataset", KeyboardInterrupt())
+    setup.fail(commands, "load_dataset", KeyboardInterrupt())
     assert run(setup.train()) == 130
     assert capsys.readouterr().err == "imc-cluster: interrupted\n"
 
@@ -530,7 +516,7 @@ def test_interrupt_is_one_line_and_status_130(tmp_path, monkeypatch, capsys, run
 @pytest.mark.parametrize("bug", [AttributeError("a typo"), KeyError("key"), NotImplementedError("todo")])
 def test_bugs_keep_their_traceback(bug, tmp_path, monkeypatch, run):
     setup = Setup(tmp_path, tmp_path / "unused.cpt", monkeypatch)
-    setup.fail(cli, "load_dataset", bug)
+    setup.fail(commands, "load_dataset", bug)
     with pytest.raises(type(bug)):
         run(setup.train())
 
@@ -540,7 +526,7 @@ def test_module_entry_point_exits_2_with_one_line(tmp_path, monkeypatch, run_mod
     result = run_module(*argv)
     assert result.returncode == 2
     assert result.stderr.startswith("imc-cluster: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "'batch_size'" in result.stderr and "Traceback" not in result.stderr
+    assert "--batch_size must be" in result.stderr and "Traceback" not in result.stderr
 
 
 # ------------------------------------------------------------------ the progress bar
@@ -575,3 +561,56 @@ def test_verbose_follows_the_terminal_and_quiet(monkeypatch):
     assert (verbose(), verbose("--quiet")) == (1, 0)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert (verbose(), verbose("--quiet")) == (0, 0)
+
+
+# ------------------------------------------------------------------ messages in the command line's terms
+
+
+@pytest.mark.parametrize(
+    "message, shown",
+    [
+        (
+            "The 'temperature' parameter of IMCSwAVClustering must be a float. Got 0 instead.",
+            "--tau must be a float. Got 0 instead.",
+        ),
+        (
+            "n_samples=5 should be >= n_clusters=10 (and >= 2).",
+            "n_samples=5 should be >= --n_clusters 10 (and >= 2).",
+        ),
+        (
+            "warmup_updates=600 exceeds the run; lower warmup_updates.",
+            "--warmup 600 exceeds the run; lower --warmup.",
+        ),
+        ("backbone='mlp' takes plain feature vectors", "--model_type 'mlp' takes plain feature vectors"),
+        ("image_size applies to 'folder' only", "--image_size applies to 'folder' only"),
+        (
+            "max_time must be positive; cache_dir is a file",
+            "--max_time must be positive; --cache_dir is a file",
+        ),
+        (
+            "n_large_crops + n_small_crops must be at least 2",
+            "n_large_crops + n_small_crops must be at least 2 (flag: --nmb_crops)",
+        ),
+        ("The 'betas' parameter of IMCSwAVClustering must be", "'betas' must be"),  # no flag
+        ("CUDA device-side assert in /runs/batch_size/x", "CUDA device-side assert in /runs/batch_size/x"),
+        ("--epochs 3 and epochs", "--epochs 3 and epochs"),
+    ],
+)
+def test_messages_name_flags_not_parameters(message, shown):
+    assert cli.with_flags(message) == shown
+
+
+def test_run_errors_cover_checkpoints_and_divergence():
+    assert issubclass(CheckpointError, cli.RUN_ERRORS) and issubclass(DivergenceError, cli.RUN_ERRORS)
+    assert not issubclass(NotImplementedError, cli.RUN_ERRORS) or NotImplementedError in cli.BUGS
+
+
+def test_the_commands_are_still_names_of_main():
+    assert (cli.train, cli.test, cli.predict, cli.estimator_params) == (
+        commands.train,
+        commands.test,
+        commands.predict,
+        commands.estimator_params,
+    )
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        cli.nothing  # noqa: B018

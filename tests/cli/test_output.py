@@ -158,6 +158,14 @@ def test_epoch_line_shows_the_learning_rate_and_scores():
 
 
 @pytest.mark.parametrize(
+    ("left", "shown"), [(0.0, "0 s left"), (75.4, "75 s left"), (7300.0, "2 h 02 min left")]
+)
+def test_epoch_line_shows_the_time_left(left, shown):
+    line = epoch_line({**RECORD, "eta_seconds": left}, 10)
+    assert line.endswith(f"| 1.2 s, 512 img/s, {shown}")
+
+
+@pytest.mark.parametrize(
     "scores", [{}, {"acc": math.nan, "nmi": math.nan, "ari": math.nan}], ids=["absent", "nan"]
 )
 def test_epoch_line_without_labels_has_no_scores(scores):
@@ -233,3 +241,8 @@ def test_resume_continues_the_curves_without_the_steps_it_redoes(
         assert shown["loss"] == history_curve(out, "loss") and [s for s, _ in shown["loss"]] == [1, 2]
         assert shown["acc"] == history_curve(out, "acc")
     assert IMCSwAVClustering.load(out / "d.cpt").n_iter_ == 2
+
+
+def test_epoch_line_shows_the_label_free_measures():
+    line = epoch_line({**RECORD, "confidence": 0.625, "agreement": 0.8125, "clusters_used": 7}, 10)
+    assert "| lr 0.000375 | conf 0.625 agree 0.812 used 7 | 1.2 s" in line

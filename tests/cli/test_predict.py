@@ -3,6 +3,7 @@ its progress bar only on a terminal, and every error in one line."""
 
 import csv
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -43,7 +44,16 @@ def test_predict_writes_the_table_the_picture_and_the_summary(
         [path.name for path in photos.iterdir() if path.is_file()] + ["album/big.png"],
         key=lambda name: tuple(name.split("/")),
     )
-    assert list(rows[0]) == ["path", "cluster", "confidence", "next_cluster", "next_confidence"]
+    assert list(rows[0]) == [
+        "path",
+        "cluster",
+        "confidence",
+        "next_cluster",
+        "next_confidence",
+        "uncertain",
+        "placed_as",
+    ]
+    assert {row["uncertain"] for row in rows} == {"false"} and {row["placed_as"] for row in rows} == {""}
     assert [row["path"] for row in rows] == readable
     clusters = np.array([int(row["cluster"]) for row in rows])
     confidence = np.array([float(row["confidence"]) for row in rows])
@@ -79,13 +89,13 @@ def test_predict_reads_in_bounded_batches_with_the_same_results(
     photos_model, photos, tmp_path, monkeypatch, run_cli
 ):
     sizes = []
-    predict_proba = IMCSwAVClustering.predict_proba
+    transform = IMCSwAVClustering.transform
 
     def recording(self, X):
         sizes.append(len(X))
-        return predict_proba(self, X)
+        return transform(self, X)
 
-    monkeypatch.setattr(IMCSwAVClustering, "predict_proba", recording)
+    monkeypatch.setattr(IMCSwAVClustering, "transform", recording)
     results = {}
     for batch_size in (3, 100):
         out = tmp_path / str(batch_size)
@@ -166,7 +176,11 @@ def _vector_checkpoint(tmp: Path, tiny) -> Path:
 ERRORS = [
     ("predict without --path", lambda s, t, tiny: _predict(s, "--path", None), "required: --path"),
     ("predict on a missing folder", lambda s, t, tiny: _predict(s, "--path", t / "none"), "none not found"),
-    ("predict on a file", lambda s, t, tiny: _predict(s, "--path", s[0]), "not found (or not a folder)"),
+    (
+        "predict on a file",
+        lambda s, t, tiny: _predict(s, "--path", s[0]),
+        "is a file, but a folder is needed",
+    ),
     (
         "predict on an empty folder",
         lambda s, t, tiny: _predict(s, "--path", _folder(t, "empty", {})),
@@ -209,6 +223,34 @@ ERRORS = [
         "invalid int value",
     ),
     ("predict on an unknown device", lambda s, t, tiny: _predict(s, "--dev", "tpu"), "--dev must be"),
+    *[
+        (
+            f"predict with min_confidence {value}",
+            lambda s, t, tiny, v=value: _predict(s, "--min_confidence", v),
+            message,
+        )
+        for value, message in [
+            ("-0.1", "min_confidence must be between 0 and 1, got -0.1"),
+            ("1.5", "min_confidence must be between 0 and 1, got 1.5"),
+            ("nan", "min_confidence must be between 0 and 1, got nan"),
+            ("abc", "invalid float value: 'abc'"),
+        ]
+    ],
+    (
+        "predict copying and linking",
+        lambda s, t, tiny: _predict(s, "--copy_to", t / "a", "--link_to", t / "b"),
+        "copy_to and link_to exclude each other",
+    ),
+    (
+        "predict copying into a file",
+        lambda s, t, tiny: _predict(s, "--copy_to", s[0]),
+        "argument --copy_to: ",
+    ),
+    (
+        "predict linking into the photo folder",
+        lambda s, t, tiny: _predict(s, "--link_to", s[1] / "sorted"),
+        "is inside the image folder",
+    ),
 ]
 
 
@@ -218,3 +260,21 @@ def test_errors_are_one_line_and_status_2(build, expected, photos_model, photos,
     assert status == 2, err
     assert err.startswith("imc-cluster: ") and err.endswith("\n") and err.count("\n") == 1, err
     assert expected in err and "Traceback" not in err, err
+
+
+def test_predict_links_every_file_into_its_cluster_folder(photos_model, photos, tmp_path, run_cli):
+    argv = _predict(
+        (photos_model[0], photos, tmp_path), "--link_to", tmp_path / "linked", "--min_confidence", 1
+    )
+    status, text, err = run_cli([*argv, "--quiet"])
+    if status != 0 and "symbolic" in err.lower():
+        pytest.skip(f"no symbolic links here: {err}")
+    assert status == 0, err
+    assert f"linked 13 files into {tmp_path / 'linked'} (13 uncertain)" in text
+    rows = _rows(tmp_path / "out" / "clusters.csv")
+    assert {row["uncertain"] for row in rows} == {"true"}
+    links = sorted(path.name for path in (tmp_path / "linked" / "uncertain").iterdir())
+    assert links == sorted(row["path"] for row in rows)
+    for row in rows:
+        link = tmp_path / "linked" / row["placed_as"]
+        assert link.is_symlink() and os.readlink(link) == str((photos / row["path"]).resolve())

@@ -1,5 +1,6 @@
-"""What the tests of the data share: image files written from arrays, random pixels, ImageFolder trees, and a
-torch Dataset of a list of items. Each helper is a fixture that returns the function (or class)."""
+"""What the tests of the data share: image files written from arrays, random pixels, ImageFolder trees, a
+torch Dataset of a list of items, and a user cache folder of each test's own. Each helper is a fixture that
+returns the function (or class)."""
 
 from pathlib import Path
 
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from torch.utils.data import Dataset
+
+from imc_cluster.core.cache import CACHE_ENV
 
 
 def _save_image(file: Path, array: np.ndarray, **options) -> np.ndarray:
@@ -67,3 +70,12 @@ def write_tree():
 def list_dataset():
     """``list_dataset(items)``: a torch map-style Dataset whose item ``i`` is ``items[i]`` (a class)."""
     return _ListDataset
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path_factory, monkeypatch) -> Path:
+    """The user cache folder of this test (``$IMC_CLUSTER_CACHE_DIR``): empty, apart from the data folders,
+    so that no test reads another's cache or writes into the home folder."""
+    folder = tmp_path_factory.mktemp("user_cache")
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder

@@ -20,7 +20,7 @@ from torchvision.datasets import stl10 as tv_stl10
 from torchvision.datasets.utils import check_integrity
 
 from imc_cluster.data import datasets
-from imc_cluster.data.datasets import CACHE_DIR, DATASETS, DatasetNotFoundError, ImageSet, load_dataset
+from imc_cluster.data.datasets import DATASETS, DatasetNotFoundError, ImageSet, load_dataset
 
 #: the CIFAR-10 JPEG copy in shared/, beside the repository root
 REAL_ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -194,7 +194,7 @@ def test_torchvision_md5_mismatch_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("inside", [False, True])
-def test_tiny_imagenet(tmp_path, inside, save_image):
+def test_tiny_imagenet(tmp_path, inside, save_image, user_cache):
     folder = _write_tiny(tmp_path, save_image)
     data = load_dataset("TINY", folder if inside else tmp_path, download=False)
     assert data.name == "TINY" and data.crop_sizes == (56, 36)
@@ -204,7 +204,7 @@ def test_tiny_imagenet(tmp_path, inside, save_image):
     assert data.classes == ["goldfish, Carassius auratus", "cat", "n03"]
     grey = data.train_images[3]  # n02_1.JPEG, stored grey
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
-    assert len(list((folder / CACHE_DIR).glob("*.npz"))) == 2
+    assert len(list(user_cache.glob("decoded/tiny-imagenet-200-*/*.npz"))) == 2  # train and val
 
 
 def test_non_square_folder_crops_follow_each_axis_as_the_estimator_does(tmp_path, write_tree):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from imc_cluster import load_image_folder
 from imc_cluster.data import decoding as imagefiles
-from imc_cluster.data.datasets import CACHE_DIR, load_dataset
+from imc_cluster.data.datasets import load_dataset
 from imc_cluster.data.decoding import fit_to_size
 from imc_cluster.data.folders import SkippedImagesWarning
 
@@ -174,7 +174,7 @@ def _failing_decoder(*args, **kwargs):
     raise AssertionError("decoded instead of using the cache")
 
 
-def test_cache_is_used_and_invalidated(tmp_path, monkeypatch, save_image, write_tree):
+def test_cache_is_used_and_invalidated(tmp_path, monkeypatch, save_image, write_tree, user_cache):
     images, _ = write_tree(tmp_path, per_class=2)
     first = load_dataset("folder", tmp_path)
     decode = imagefiles.decode_images
@@ -195,20 +195,21 @@ def test_cache_is_used_and_invalidated(tmp_path, monkeypatch, save_image, write_
         load_dataset("folder", tmp_path)
     monkeypatch.setattr(imagefiles, "decode_images", decode)
     assert len(load_dataset("folder", tmp_path).train_images) == 7
-    assert len(list((tmp_path / CACHE_DIR).iterdir())) == 1  # older caches removed, no temporary files left
+    (tree,) = (user_cache / "decoded").iterdir()  # one folder of this data folder's caches
+    assert len(list(tree.iterdir())) == 1  # older caches removed, no temporary files left
 
 
-def test_corrupt_cache_is_decoded_again(tmp_path, write_tree):
+def test_corrupt_cache_is_decoded_again(tmp_path, write_tree, user_cache):
     images, _ = write_tree(tmp_path, per_class=1)
     load_dataset("folder", tmp_path)
-    (cache,) = (tmp_path / CACHE_DIR).glob("*.npz")
+    (cache,) = user_cache.glob("decoded/*/*.npz")
     cache.write_bytes(b"not a zip file")
     np.testing.assert_array_equal(load_dataset("folder", tmp_path).train_images, images)
 
 
-def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch, write_tree):
+def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch, write_tree, user_cache):
     images, _ = write_tree(tmp_path, per_class=1)
-    (tmp_path / CACHE_DIR).write_text("a file where the cache folder would go")
+    (user_cache / "decoded").write_text("a file where the cache folder would go")
     calls = []
     decode = imagefiles.decode_images
     monkeypatch.setattr(imagefiles, "decode_images", lambda *args: calls.append(1) or decode(*args))
@@ -217,7 +218,7 @@ def test_unwritable_cache_folder_still_loads(tmp_path, monkeypatch, write_tree):
     assert len(calls) == 2
 
 
-def test_cache_is_keyed_by_size_and_channels(tmp_path, monkeypatch, save_image, noise):
+def test_cache_is_keyed_by_size_and_channels(tmp_path, monkeypatch, save_image, noise, user_cache):
     save_image(tmp_path / "a.png", noise((12, 12, 3)))
     save_image(tmp_path / "b.png", noise((12, 16, 3), 1))
     small, large = load_image_folder(tmp_path, 6).images, load_image_folder(tmp_path, 9).images
@@ -233,4 +234,38 @@ def test_cache_is_keyed_by_size_and_channels(tmp_path, monkeypatch, save_image, 
     for size in (7, 6):  # other settings decode again (the cache keeps the latest settings of a folder)
         with pytest.raises(AssertionError, match="decoded"):
             load_image_folder(tmp_path, size)
-    assert len(list((tmp_path / CACHE_DIR).iterdir())) == 1
+    assert len(list(user_cache.glob("decoded/*/*"))) == 1
+
+
+def _names(folder) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(top, name), folder)
+        for top, dirs, files in os.walk(folder)
+        for name in dirs + files
+    )
+
+
+def test_the_cache_is_in_the_user_cache_folder_one_per_data_folder(tmp_path, write_tree, user_cache):
+    """Nothing is written into a data folder; a copy of a tree elsewhere has a cache of its own, the
+    environment variable and the ``cache_dir`` argument move the cache."""
+    for name in ("a", "b"):
+        write_tree(tmp_path / name, per_class=1)
+    listed = _names(tmp_path)
+    load_dataset("folder", tmp_path / "a")
+    load_image_folder(tmp_path / "b")
+    assert _names(tmp_path) == listed
+    assert sorted(path.name.split("-")[0] for path in (user_cache / "decoded").iterdir()) == ["a", "b"]
+    assert (user_cache / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+
+    load_image_folder(tmp_path / "a", cache_dir=tmp_path / "argument")
+    load_dataset("folder", tmp_path / "b", cache_dir=tmp_path / "argument")
+    assert len(list((tmp_path / "argument").glob("decoded/*/*.npz"))) == 2
+    assert len(list(user_cache.glob("decoded/*/*.npz"))) == 2  # untouched by the argument
+
+
+def test_a_bad_cache_dir_is_named(tmp_path, write_tree, monkeypatch):
+    write_tree(tmp_path, per_class=1)
+    with pytest.raises(ValueError, match="is a file"):
+        load_image_folder(tmp_path, cache_dir=tmp_path / "cat" / "00.png")
+    with pytest.raises(TypeError, match="cache_dir must be a folder path"):
+        load_dataset("folder", tmp_path, cache_dir=3)

@@ -11,8 +11,8 @@ from PIL import Image
 
 from imc_cluster import iter_image_batches, load_image_folder
 from imc_cluster.data.datasets import load_dataset
-from imc_cluster.data.decoding import CACHE_DIR, DatasetNotFoundError
-from imc_cluster.data.folders import find_image_files, image_extensions
+from imc_cluster.data.decoding import DatasetNotFoundError
+from imc_cluster.data.folders import SkippedImagesWarning, find_image_files, image_extensions
 
 
 def _corrupt(file: Path) -> None:
@@ -78,16 +78,16 @@ def test_forced_folder_labels_refuse_loose_files(tmp_path, save_image, noise):
         load_image_folder(tmp_path, labels="folders")
 
 
-def test_hidden_files_folders_cache_and_other_files_are_skipped(tmp_path, save_image, noise):
+def test_hidden_files_folders_and_other_files_are_skipped(tmp_path, save_image, noise):
     kept = save_image(tmp_path / "a.png", noise((4, 4, 3)))
     _corrupt(tmp_path / ".hidden.png")
     _corrupt(tmp_path / "._a.png")  # macOS resource fork
     _corrupt(tmp_path / ".thumbs" / "b.png")
-    _corrupt(tmp_path / CACHE_DIR / "c.png")
+    _corrupt(tmp_path / ".imc_cluster_cache" / "c.png")  # the cache of imc-cluster 0.3 and earlier
     (tmp_path / "notes.txt").write_text("not an image")
     (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4")
     (tmp_path / "folder.png").mkdir()  # a folder named like an image
-    for _ in range(2):  # the second read finds the cache folder written by the first
+    for _ in range(2):  # the second read comes from the cache
         data = load_image_folder(tmp_path)
         assert data.paths == ["a.png"]
         np.testing.assert_array_equal(data.images[0], kept)
@@ -307,35 +307,68 @@ def test_unreadable_files_raise_or_are_skipped(tmp_path, content, save_image, no
     good = (tmp_path / "cat" / "1.png").read_bytes()
     (tmp_path / "cat" / "2.png").write_bytes(good[: len(good) // 2] if content == "truncated" else content)
     with pytest.raises(ValueError, match=r"Cannot decode the image file .*cat/2\.png"):
-        load_image_folder(tmp_path)
+        load_image_folder(tmp_path, on_error="raise")
     for _ in range(2):  # the second read comes from the cache, failures included
-        data = load_image_folder(tmp_path, on_error="skip")
+        with pytest.warns(SkippedImagesWarning, match=r"Skipped 1 image file\(s\) .*cat/2\.png"):
+            data = load_image_folder(tmp_path)
         assert data.paths == ["cat/1.png", "cat/3.png", "dog/1.png"] and len(data.images) == 3
         np.testing.assert_array_equal(data.labels, [0, 0, 1])
         assert [failure.path for failure in data.failures] == ["cat/2.png"]
         assert "cat/2.png" in data.failures[0].error
     with pytest.raises(ValueError, match=r"cat/2\.png"):  # a cached failure still raises
-        load_image_folder(tmp_path)
+        load_image_folder(tmp_path, on_error="raise")
 
 
 def test_first_file_unreadable_and_all_unreadable(tmp_path, save_image, noise):
     _corrupt(tmp_path / "a.png")
     save_image(tmp_path / "b.png", noise((4, 4, 1)))
-    data = load_image_folder(tmp_path, on_error="skip")
+    with pytest.warns(SkippedImagesWarning, match="a.png"):
+        data = load_image_folder(tmp_path)
     assert data.paths == ["b.png"] and data.images.shape == (1, 4, 4, 1)
     (tmp_path / "b.png").write_bytes(b"broken too")
     with pytest.raises(ValueError, match="None of the 2 image files"):
-        load_image_folder(tmp_path, on_error="skip")
+        load_image_folder(tmp_path)
 
 
 def test_image_over_the_pixel_limit_is_skipped_with_its_reason(tmp_path, monkeypatch, save_image, noise):
     save_image(tmp_path / "a.png", noise((4, 4, 3)))
     save_image(tmp_path / "b.png", noise((40, 40, 3)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        data = load_image_folder(tmp_path, 4, on_error="skip")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_image_folder(tmp_path, 4)
     assert data.paths == ["a.png"] and "pixel limit" in data.failures[0].error
+    assert [warning.category for warning in caught] == [SkippedImagesWarning]  # and no warning of PIL's
+
+
+def test_unreadable_files_are_named_in_one_warning(tmp_path, save_image, noise):
+    """A truncated JPEG, a text file named .png and an empty file: left out, named in one warning."""
+    save_image(tmp_path / "good.png", noise((8, 8, 3)))
+    save_image(tmp_path / "photo.jpg", noise((32, 32, 3)), quality=90)
+    jpeg = (tmp_path / "photo.jpg").read_bytes()
+    (tmp_path / "photo.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "notes.png").write_text("not an image but a text file")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_image_folder(tmp_path)
+    assert data.paths == ["good.png"]
+    assert [failure.path for failure in data.failures] == ["empty.png", "notes.png", "photo.jpg"]
+    (warning,) = caught
+    assert warning.category is SkippedImagesWarning and warning.filename == __file__
+    assert str(warning.message).startswith("Skipped 3 image file(s)")
+    assert all(name in str(warning.message) for name in ("empty.png", "notes.png", "photo.jpg"))
+
+
+def test_many_unreadable_files_are_counted_after_the_first_few(tmp_path, save_image, noise):
+    save_image(tmp_path / "good.png", noise((8, 8, 3)))
+    for index in range(8):
+        _corrupt(tmp_path / f"bad{index}.png")
+    with pytest.warns(
+        SkippedImagesWarning, match=r"Skipped 8 image file.*bad4\.png: .*; and 3 more\)"
+    ) as caught:
+        load_image_folder(tmp_path)
+    assert "bad5.png" not in str(caught[0].message)
 
 
 # ---------------------------------------------------------------- batches
@@ -345,7 +378,8 @@ def test_batches_cover_the_folder_in_order_with_bounded_size(tmp_path, save_imag
     for index in range(10):
         save_image(tmp_path / f"{index:02d}.png", noise((6 + index, 9, 3), index))
     _corrupt(tmp_path / "04.png")
-    whole = load_image_folder(tmp_path, (5, 7), channels=3, on_error="skip")
+    with pytest.warns(SkippedImagesWarning):
+        whole = load_image_folder(tmp_path, (5, 7), channels=3)
     batches = list(iter_image_batches(tmp_path, 3, (5, 7)))
     assert [len(batch.paths) + len(batch.failures) for batch in batches] == [3, 3, 3, 1]
     assert all(batch.images.shape[1:] == (5, 7, 3) for batch in batches)

@@ -215,9 +215,16 @@ def read_scalars(log_dir) -> dict:
 
 
 def as_logged(history) -> dict:
-    """The scalars that ``history`` should give: every numeric value but the epoch, in float32."""
-    keys = [key for key in history[0] if key != "epoch"]
-    return {key: [(r["epoch"], float(np.float32(r[key]))) for r in history] for key in keys}
+    """The scalars that ``history`` should give: every numeric value but the epoch, in float32, and every
+    entry of a list of numbers (one per head) under ``key/index``."""
+    logged: dict = {}
+    for record in history:
+        for key, value in record.items():
+            entries = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for index, item in entries if key != "epoch" else ():
+                name = key if index is None else f"{key}/{index}"
+                logged.setdefault(name, []).append((record["epoch"], float(np.float32(item))))
+    return logged
 
 
 def next_second():

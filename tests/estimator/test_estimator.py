@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import FakeData, ImageFolder
 
 from imc_cluster import IMCSwAVClustering, cluster_accuracy, evaluate_clustering
-from imc_cluster.training.trainer import LOSS_TERMS
+from imc_cluster.training.progress import LOSS_TERMS, PROGRESS_MEASURES
 
 
 def test_accepts_every_image_layout(tiny, rgb_images):
@@ -96,7 +96,8 @@ def test_outputs(tiny, rgb_images):
     assert 0.0 <= est.score(images) <= math.log(3) + 1e-9
     assert est.score(images, labels) == cluster_accuracy(labels, est.predict(images))
     assert est.n_iter_ == 2 and len(est.history_) == 2
-    assert set(LOSS_TERMS) | {"epoch", "lr", "seconds"} <= set(est.history_[0])
+    reported = {*LOSS_TERMS, *PROGRESS_MEASURES, "mi_heads", "best_head", "epoch", "lr", "seconds"}
+    assert reported <= set(est.history_[0]) and est.best_head_ == 0
     assert est.device_ == torch.device("cpu")
 
 

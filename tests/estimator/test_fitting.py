@@ -33,11 +33,12 @@ def test_unwritable_checkpoint_folder_fails_before_training(tiny, small_images, 
         tiny(checkpoint_path=str(blocker / "m.cpt")).fit(small_images)
 
 
-def test_checkpoint_every_epoch_and_exact_resume(tiny, small_images, tmp_path):
+@pytest.mark.parametrize("n_heads", [1, 3])
+def test_checkpoint_every_epoch_and_exact_resume(tiny, small_images, tmp_path, n_heads):
     path = tmp_path / "run.cpt"
-    uninterrupted = tiny(max_epochs=4).fit(small_images)
+    uninterrupted = tiny(max_epochs=4, n_heads=n_heads).fit(small_images)
     epochs_seen = []
-    tiny(max_epochs=2, checkpoint_path=str(path)).fit(
+    tiny(max_epochs=2, checkpoint_path=str(path), n_heads=n_heads).fit(
         small_images,
         callbacks=[lambda est, record: epochs_seen.append(load_checkpoint(path)["fitted"]["n_iter_"])],
     )
@@ -47,6 +48,7 @@ def test_checkpoint_every_epoch_and_exact_resume(tiny, small_images, tmp_path):
     assert [r["loss"] for r in resumed.history_] == [r["loss"] for r in uninterrupted.history_]
     assert weights_equal(resumed, uninterrupted)
     np.testing.assert_array_equal(resumed.labels_, uninterrupted.labels_)
+    assert resumed.best_head_ == uninterrupted.best_head_
 
 
 def test_warm_start_continues_a_fitted_estimator(tiny, small_images):
@@ -89,6 +91,33 @@ def test_a_warm_start_with_another_normalization_is_refused(rgb_images, tiny_par
     est.set_params(max_epochs=3, normalization=([0.4] * 3, std))
     with pytest.raises(ValueError, match="normalization"):
         est.fit(pixels[0])
+    assert est.n_iter_ == 2
+
+
+# ------------------------------------------------------------------ several cluster heads
+
+
+def test_the_head_of_the_lowest_loss_over_the_last_epoch_predicts(tiny, small_images):
+    est = tiny(n_heads=3).fit(small_images)
+    last = est.history_[-1]
+    assert len(last["mi_heads"]) == 3 and est.architecture_["n_heads"] == 3
+    assert est.best_head_ == last["best_head"] == int(np.argmin(last["mi_heads"]))
+    with torch.no_grad():  # every head on the encoder features
+        every_head = est.model_.head(torch.from_numpy(est.transform(small_images))).double().softmax(dim=-1)
+    proba = est.predict_proba(small_images)
+    np.testing.assert_allclose(proba, every_head[est.best_head_].numpy(), rtol=1e-5, atol=1e-7)
+    assert all(not np.allclose(proba, every_head[h].numpy()) for h in range(3) if h != est.best_head_)
+    np.testing.assert_array_equal(est.predict(small_images), proba.argmax(axis=1))
+    np.testing.assert_array_equal(est.labels_, proba.argmax(axis=1))
+
+
+def test_a_warm_start_keeps_the_head_count(tiny, small_images):
+    est = tiny(n_heads=3, max_epochs=1).fit(small_images)
+    est.set_params(warm_start=True, max_epochs=2).fit(small_images)
+    assert est.n_iter_ == 2 and [len(r["mi_heads"]) for r in est.history_] == [3, 3]
+    for n_heads in (1, 4):
+        with pytest.raises(ValueError, match=f"n_heads: 3 -> {n_heads}"):
+            est.set_params(max_epochs=3, n_heads=n_heads).fit(small_images)
     assert est.n_iter_ == 2
 
 

@@ -38,6 +38,18 @@ def test_parameters_with_structure_are_checked_before_any_work(rgb_images, monke
             IMCSwAVClustering().fit(pixels[0], callbacks=callbacks)
 
 
+@pytest.mark.parametrize("n_heads", [0, -1, 1.5, True, "2", None])
+def test_a_head_count_that_is_not_a_positive_integer_is_refused(n_heads, rgb_images, monkeypatch):
+    from imc_cluster.data import encoder as inputs
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the data were read before the parameters were checked")
+
+    monkeypatch.setattr(inputs.InputEncoder, "fit_encode", no_work)
+    with pytest.raises(ValueError, match="n_heads"):
+        IMCSwAVClustering(n_heads=n_heads).fit(rgb_images[0])
+
+
 # ------------------------------------------------------------------ configuration warnings
 
 

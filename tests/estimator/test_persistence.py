@@ -90,3 +90,49 @@ def test_checkpoint_of_another_architecture_and_missing_paths(saved, tmp_path):
         IMCSwAVClustering.load(tmp_path / "other.cpt")
     with pytest.raises(FileNotFoundError, match="absent"):
         load_dataset("folder", tmp_path / "absent", download=False)
+
+
+# ------------------------------------------------------------------ several cluster heads
+
+
+def test_a_model_of_several_heads_round_trips_with_its_best_head(tiny, small_images, tmp_path):
+    est = tiny(n_heads=3).fit(small_images)
+    est.save(tmp_path / "m.cpt")
+    content = load_checkpoint(tmp_path / "m.cpt")
+    assert content["architecture"]["n_heads"] == 3 and content["fitted"]["best_head_"] == est.best_head_
+    for restored in (IMCSwAVClustering.load(tmp_path / "m.cpt"), pickle.loads(pickle.dumps(est))):
+        assert restored.best_head_ == est.best_head_ and restored.architecture_["n_heads"] == 3
+        np.testing.assert_array_equal(restored.predict_proba(small_images), est.predict_proba(small_images))
+    other = (est.best_head_ + 1) % 3  # the checkpoint's best head is the one that predicts
+    content["fitted"]["best_head_"] = other
+    save_checkpoint(content, tmp_path / "other.cpt", "test")
+    loaded = IMCSwAVClustering.load(tmp_path / "other.cpt")
+    est.model_.select_head(other)
+    assert loaded.best_head_ == other
+    np.testing.assert_array_equal(loaded.predict_proba(small_images), est.predict_proba(small_images))
+
+
+def test_a_checkpoint_and_a_pickle_of_version_0_3_load_with_one_head(saved, tampered):
+    """imc-cluster 0.3 saved no head count and no best head."""
+
+    def as_of_version_0_3(content):
+        del content["architecture"]["n_heads"], content["fitted"]["best_head_"]
+
+    est, reference = IMCSwAVClustering.load(tampered(as_of_version_0_3)), IMCSwAVClustering.load(saved[0])
+    state = reference.__getstate__()
+    del state["best_head_"]
+    state["architecture_"] = {k: v for k, v in state["architecture_"].items() if k != "n_heads"}
+    unpickled = IMCSwAVClustering.__new__(IMCSwAVClustering)
+    unpickled.__setstate__(state)
+    for old in (est, unpickled):
+        assert old.best_head_ == 0 and old.architecture_ == reference.architecture_
+        np.testing.assert_array_equal(old.predict_proba(saved[1]), reference.predict_proba(saved[1]))
+    est.set_params(warm_start=True, max_epochs=est.n_iter_ + 1).fit(saved[1])  # the same architecture
+    assert est.n_iter_ == reference.n_iter_ + 1
+
+
+@pytest.mark.parametrize("best_head", [1, -1])
+def test_a_best_head_that_the_network_lacks_is_refused(tampered, best_head):
+    path = tampered(lambda content: content["fitted"].__setitem__("best_head_", best_head))
+    with pytest.raises(CheckpointError, match=f"best_head_.*head {best_head} does not exist"):
+        IMCSwAVClustering.load(path)

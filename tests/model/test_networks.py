@@ -68,7 +68,7 @@ def test_forward_splits_views_and_scores_are_cosines():
     net = make_net()
     large, small = torch.randn(2 * 5, 3, 12, 12), torch.randn(4 * 5, 3, 8, 8)
     features, scores, logits = net([large, small], batch_size=5)
-    assert features.shape == (5, 6, 64) and scores.shape == (6, 5, 30) and logits.shape == (6, 5, 4)
+    assert features.shape == (5, 6, 64) and scores.shape == (6, 5, 30) and logits.shape == (1, 6, 5, 4)
     assert scores.abs().max() <= 1.0 + 1e-5
     # view v of image b: in evaluation mode (no batch statistics) each view's outputs are the network's
     # outputs on that view alone
@@ -77,7 +77,7 @@ def test_forward_splits_views_and_scores_are_cosines():
         features, scores, logits = net([large, small], batch_size=5)
         for v, view in enumerate([*large.split(5), *small.split(5)]):
             torch.testing.assert_close(features[:, v], net.encoder(view))
-            torch.testing.assert_close(logits[v], net.cluster_logits(view))
+            torch.testing.assert_close(logits[0, v], net.cluster_logits(view))
 
 
 def test_forward_without_the_head_returns_no_logits():
@@ -117,3 +117,29 @@ def test_activation_checkpointing_gives_the_same_outputs_and_gradients():
     encoder.eval()  # evaluation never checkpoints
     with torch.no_grad():
         assert encoder(x).shape == (8, 32)
+
+
+def test_one_head_keeps_the_published_layers_and_their_keys():
+    net = make_net()
+    assert net.n_heads == 1 and net.best_head == 0
+    keys = [name for name in net.state_dict() if name.startswith("head.")]
+    layers = ("0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias")
+    norms = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    assert set(keys) == {f"head.{k}" for k in layers} | {f"head.{i}.{k}" for i in (1, 4) for k in norms}
+    with pytest.raises(ValueError, match="head 1 does not exist"):
+        net.select_head(1)
+
+
+def test_the_chosen_head_predicts():
+    torch.manual_seed(0)
+    net = IMCSwAVNet(MLPEncoder(5, width=2), 4, 6, projection_dim=3, head_hidden_dim=8, n_heads=3).eval()
+    x = torch.randn(7, 5)
+    _, _, logits = net([x], batch_size=7)
+    assert logits.shape == (3, 1, 7, 4)
+    for head in (2, 0, 1):
+        net.select_head(head)
+        assert net.best_head == head and net.state_dict()["head.best"] == head  # saved with the weights
+        torch.testing.assert_close(net.cluster_logits(x), logits[head, 0])
+    for head in (-1, 3):
+        with pytest.raises(ValueError, match=f"head {head} does not exist: the network has 3"):
+            net.select_head(head)

@@ -12,7 +12,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from imc_cluster.model.objectives import logit_penalty, mutual_information_loss, sinkhorn, swav_loss
+from imc_cluster.model.objectives import (
+    logit_penalty,
+    mutual_information_loss,
+    mutual_information_losses,
+    sinkhorn,
+    swav_loss,
+)
 
 
 def reference_sinkhorn(scores, eps, iters):
@@ -185,6 +191,20 @@ def test_objectives_take_stacked_views_and_batch_sinkhorn_per_view(scores, metho
         torch.testing.assert_close(batched[view], method.sinkhorn(scores[view]))
     with pytest.raises(ValueError, match="n_views, batch"):
         method.swav(stacked[0])
+
+
+def test_the_losses_of_several_heads_are_each_heads_loss(scores, method):
+    logits = torch.randn(3, 6, 32, 4, generator=torch.Generator().manual_seed(2)) * 3
+    losses = mutual_information_losses(logits, scores, method.tau, method.marginal)
+    assert losses.shape == (3,)
+    for head in range(3):
+        expected = torch.stack(
+            [reference_mi_term(y, u, method.tau, method.marginal) for y in logits[head] for u in scores]
+        ).mean()
+        torch.testing.assert_close(losses[head].double(), expected, rtol=1e-4, atol=1e-5)
+    # one head: the one-head loss, to the bit (the published method's fits do not change)
+    one = mutual_information_losses(logits[1:2], scores, method.tau, method.marginal)
+    assert torch.equal(one[0], method.mi(logits[1], scores))
 
 
 # ------------------------------------------------------------------ over a torch.distributed group

@@ -70,13 +70,24 @@ def test_every_file_name_round_trips_through_the_csv(model, tmp_path):
     with open(raw, "wb") as handle:
         Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(handle, format="PNG")
     expected.append(os.fsdecode(b"latin\xe9\xff.png"))
-    predict_folder(model, folder, tmp_path / "out")
+    predict_folder(model, folder, tmp_path / "out", copy_to=tmp_path / "sorted")
     rows = read_rows(tmp_path / "out" / "clusters.csv")
-    assert rows[0] == ["path", "cluster", "confidence", "next_cluster", "next_confidence"]
+    assert rows[0] == [
+        "path",
+        "cluster",
+        "confidence",
+        "next_cluster",
+        "next_confidence",
+        "uncertain",
+        "placed_as",
+    ]
     assert sorted(row[0] for row in rows[1:]) == sorted(expected)
-    assert all(len(row) == 5 for row in rows)
-    for row in rows[1:]:  # every path names its file
-        assert os.path.isfile(os.fsencode(folder) + b"/" + os.fsencode(row[0]))
+    assert all(len(row) == 7 for row in rows)
+    for row in rows[1:]:  # every path names its file, and its copy has its name and bytes
+        original = os.fsencode(folder) + b"/" + os.fsencode(row[0])
+        copy = os.fsencode(tmp_path / "sorted") + b"/" + os.fsencode(row[6])
+        assert os.path.basename(copy) == os.path.basename(original)
+        assert open(copy, "rb").read() == open(original, "rb").read()  # noqa: SIM115
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

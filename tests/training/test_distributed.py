@@ -80,10 +80,10 @@ def rank_views(views: list[torch.Tensor], rank: int) -> list[torch.Tensor]:
     ]
 
 
-def trainer(settings: dict, world=None, dtype=torch.float64) -> Trainer:
-    """A trainer of the tiny network with the training ``settings`` (the published ones), batch B and no
-    warm-up."""
-    model = build_network(ARCHITECTURE, seed=3).to(dtype)
+def trainer(settings: dict, world=None, dtype=torch.float64, n_heads: int = 1) -> Trainer:
+    """A trainer of the tiny network with ``n_heads`` cluster heads and the training ``settings`` (the
+    published ones), batch B and no warm-up."""
+    model = build_network({**ARCHITECTURE, "n_heads": n_heads}, seed=3).to(dtype)
     config = TrainingConfig(**{**settings, "batch_size": BATCH, "warmup_updates": 0})
     return Trainer(model, augment=None, config=config, generator=torch.Generator(), world=world)
 
@@ -95,26 +95,26 @@ def gradients_and_terms(run: Trainer, views, batch_size: int, head_mask=None):
     terms = run.backward(views, batch_size, head_mask)
     grads = {name: p.grad.clone() for name, p in run.model.named_parameters() if p.grad is not None}
     stats = {name: b.clone() for name, b in run.model.named_buffers()}
-    return {k: float(v.detach()) for k, v in terms.items()}, grads, stats
+    return {k: v.detach().double().flatten().tolist() for k, v in terms.items()}, grads, stats
 
 
-#: the cases, each run by the same two processes: (head bank, dtype, tolerance); float64 shows the equality
-#: itself; in float32 both sides round differently (the single process is as far from its own float64
-#: gradients, about 1e-5 of their scale), so the float32 cases are checked to 1e-4
+#: the cases, each run by the same two processes: (head bank, dtype, tolerance, cluster heads); float64
+#: shows the equality itself; in float32 both sides round differently (the single process is as far from
+#: its own float64 gradients, about 1e-5 of their scale), so the float32 cases are checked to 1e-4
 CASES = [
-    (banked, dtype, tolerance)
+    (banked, dtype, tolerance, 1)
     for banked in (False, True)
     for dtype, tolerance in ((torch.float64, 1e-5), (torch.float32, 1e-4))
-]
+] + [(banked, torch.float64, 1e-5, 3) for banked in (False, True)]
 
 
 def worker(rank: int, port: int, settings: dict, results) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         share = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
-        for case, (banked, dtype, _) in enumerate(CASES):
+        for case, (banked, dtype, _, n_heads) in enumerate(CASES):
             mask = LABELLED[share] if banked else None
-            run = trainer(settings, current_world(), dtype)
+            run = trainer(settings, current_world(), dtype, n_heads)
             views = rank_views(global_views(dtype), rank)
             results[rank, case] = gradients_and_terms(run, views, BATCH // WORLD, mask)
     finally:
@@ -140,19 +140,24 @@ def assert_equal(actual: torch.Tensor, expected: torch.Tensor, name: str, tolera
 @pytest.mark.parametrize(
     "case",
     range(len(CASES)),
-    ids=[f"{'head-bank' if b else 'every-image'}-{str(d)[6:]}" for b, d, _ in CASES],
+    ids=[f"{'head-bank' if b else 'every-image'}-{str(d)[6:]}-{h}-heads" for b, d, _, h in CASES],
 )
 def test_two_ranks_give_the_step_of_one_process(ranks, case, training_settings):
-    banked, dtype, tolerance = CASES[case]
+    banked, dtype, tolerance, n_heads = CASES[case]
     ranks = [ranks[rank, case] for rank in range(WORLD)]
     terms, grads, stats = gradients_and_terms(
-        trainer(training_settings, dtype=dtype), global_views(dtype), BATCH, LABELLED if banked else None
+        trainer(training_settings, dtype=dtype, n_heads=n_heads),
+        global_views(dtype),
+        BATCH,
+        LABELLED if banked else None,
     )
-    assert set(ranks[0][0]) == set(terms) == ({"loss", "swav", "mi", "reg"})
-    for name, value in terms.items():  # each rank's term is its share: their mean is the global term
-        assert (ranks[0][0][name] + ranks[1][0][name]) / WORLD == pytest.approx(
-            value, rel=tolerance, abs=1e-6
-        )
+    assert set(ranks[0][0]) == set(terms) == {"loss", "swav", "mi", "reg", "mi_heads", "progress"}
+    assert len(terms["mi_heads"]) == n_heads
+    for name, value in terms.items():
+        # each rank's term is its share: their mean is the global term; progress counts add up
+        shares = [np.asarray(ranks[rank][0][name]) for rank in range(WORLD)]
+        combined = sum(shares) if name == "progress" else sum(shares) / WORLD
+        assert combined == pytest.approx(np.asarray(value), rel=tolerance, abs=1e-6)
     assert set(ranks[0][1]) == set(ranks[1][1]) == set(grads)
     for name, grad in grads.items():
         for rank in range(WORLD):  # DistributedDataParallel leaves the same averaged gradient on every rank

@@ -2,15 +2,17 @@
 them gathered over consecutive batches."""
 
 import numpy as np
+import pytest
 import torch
 
 from imc_cluster.training.headbank import HeadBank
 from imc_cluster.training.trainer import Trainer
 
 
-def recorded_fit(monkeypatch, n_samples, labelled, batch_size, epochs=1):
-    """Fit an MLP on vectors with ``labelled`` samples in the head mask; record every epoch's index
-    batches, every batch's features (as ``embed`` returns them) and every training input of the head."""
+def recorded_fit(monkeypatch, n_samples, labelled, batch_size, epochs=1, n_heads=1):
+    """Fit an MLP with ``n_heads`` cluster heads on vectors with ``labelled`` samples in the head mask;
+    record every epoch's index batches, every batch's features (as ``embed`` returns them) and every
+    training input of the heads."""
     from imc_cluster import IMCSwAVClustering
     from imc_cluster.model.networks import IMCSwAVNet
 
@@ -37,6 +39,7 @@ def recorded_fit(monkeypatch, n_samples, labelled, batch_size, epochs=1):
         n_prototypes=8,
         projection_dim=4,
         head_hidden_dim=8,
+        n_heads=n_heads,
         batch_size=batch_size,
         max_epochs=epochs,
         warmup_updates=1,
@@ -61,10 +64,11 @@ def _recording_head(init, inputs):
     return init_and_hook
 
 
-def test_head_updates_see_a_batch_of_labelled_samples_and_no_unlabelled_one(monkeypatch):
-    """5% labelled, batch 32: each head update runs on >= 32 labelled samples gathered over consecutive
-    batches, exactly the labelled rows of those batches' features, and nothing else."""
-    est, mask, seen = recorded_fit(monkeypatch, n_samples=1280, labelled=64, batch_size=32)
+@pytest.mark.parametrize("n_heads", [1, 3])
+def test_head_updates_see_a_batch_of_labelled_samples_and_no_unlabelled_one(monkeypatch, n_heads):
+    """5% labelled, batch 32: each update of the heads runs on >= 32 labelled samples gathered over
+    consecutive batches, exactly the labelled rows of those batches' features, and nothing else."""
+    est, mask, seen = recorded_fit(monkeypatch, n_samples=1280, labelled=64, batch_size=32, n_heads=n_heads)
     assert len(seen["features"]) == len(seen["batches"]) == 40
     banked, window = [], []
     for index, features in zip(seen["batches"], seen["features"]):
@@ -77,7 +81,10 @@ def test_head_updates_see_a_batch_of_labelled_samples_and_no_unlabelled_one(monk
     for head_input, expected in zip(seen["head_inputs"], banked):
         assert head_input.shape[0] >= 32 * 6  # >= batch size images, 6 views each
         torch.testing.assert_close(head_input, expected.flatten(0, 1), rtol=0, atol=0)
-    assert est.history_[0]["mi"] < 0  # means over the head's updates, not diluted by the other steps
+    record = est.history_[0]
+    assert record["mi"] < 0 and len(record["mi_heads"]) == n_heads  # means over the heads' updates
+    assert sum(record["mi_heads"]) == pytest.approx(record["mi"], rel=1e-5)
+    assert est.best_head_ == record["best_head"] == np.argmin(record["mi_heads"])
 
 
 def test_head_updates_when_fewer_samples_are_labelled_than_a_batch(monkeypatch):

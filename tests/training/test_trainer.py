@@ -76,13 +76,45 @@ def test_losses_finite_under_bf16_autocast(make_trainer):
     trainer = make_trainer()
     trainer.autocast_dtype = torch.bfloat16
     terms = trainer.losses(vector_views(torch.randn(8, 6), torch.Generator().manual_seed(1)), 8)
-    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())
+    assert all(torch.isfinite(v).all() and v.dtype == torch.float32 for v in terms.values())
 
 
 def test_weights_that_become_non_finite_stop_the_epoch(make_trainer):
     trainer = make_trainer(warmup_updates=0, learning_rate=float("inf"))
     with pytest.raises(DivergenceError, match="weights became NaN or infinite in epoch 1"):
         trainer.train_epoch(torch.randn(8, 6))  # one step: its loss is finite, its update is not
+
+
+def test_several_heads_train_on_their_own_losses_and_the_best_predicts(training_config, monkeypatch):
+    """3 heads, one step per epoch: the record holds every head's loss (their sum is "mi"), the best head is
+    the one of the lowest, and its progress measures are those of the step's logits."""
+    torch.manual_seed(0)
+    model = IMCSwAVNet(
+        MLPEncoder(6, width=2), 3, n_prototypes=8, projection_dim=4, head_hidden_dim=8, n_heads=3
+    )
+    cfg = training_config(batch_size=8, n_large_crops=2, warmup_updates=0)
+    trainer = Trainer(model, vector_views, cfg, torch.Generator().manual_seed(0))
+    seen, objectives = [], trainer.objectives
+
+    def recording(scores, logits, *rest):
+        seen.append(logits.detach())
+        return objectives(scores, logits, *rest)
+
+    monkeypatch.setattr(trainer, "objectives", recording)
+    data = torch.randn(8, 6)
+    for _ in range(3):
+        record = trainer.train_epoch(data)
+        heads = record["mi_heads"]
+        assert len(heads) == 3 and sum(heads) == pytest.approx(record["mi"], rel=1e-5)
+        assert record["best_head"] == min(range(3), key=heads.__getitem__) == model.best_head
+        large = torch.softmax(seen[-1][record["best_head"], :2].double(), dim=-1)
+        clusters = large.argmax(dim=-1)
+        assert record["confidence"] == pytest.approx(large.max(dim=-1).values.mean().item(), rel=1e-5)
+        assert record["agreement"] == (clusters[0] == clusters[1]).double().mean().item()
+        assert record["clusters_used"] == len(set(clusters.flatten().tolist()))
+    with torch.no_grad():
+        _, _, logits = model.eval()([data], 8)
+        torch.testing.assert_close(model.cluster_logits(data), logits[model.best_head, 0])
 
 
 def images(n=12, shape=(8, 8, 3), dtype=np.uint8):
