@@ -304,3 +304,23 @@ def photos_model(photos, tmp_path_factory) -> tuple[Path, str]:
     status, printed, err = _run_cli(argv)
     assert status == 0, err
     return out / "model.cpt", printed
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No network and empty library caches: published weights cannot be fetched (torch.hub fails, Hugging
+    Face is offline)."""
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("no network in the tests")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path

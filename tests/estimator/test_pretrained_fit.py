@@ -99,24 +99,6 @@ def _user_cache(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "user_cache"))
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No download: torch.hub fails, Hugging Face is offline, and the library caches are empty."""
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-
-    def no_network(*args, **kwargs):
-        raise OSError("no network in the tests")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
     """The 4 training images, RGB 40x50."""

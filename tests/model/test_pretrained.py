@@ -67,25 +67,6 @@ def weights(tmp_path_factory) -> dict:
     return {"files": files, "states": states}
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """No network and empty library caches: the published weights cannot be fetched."""
-    import huggingface_hub.constants as hub
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
-
-    def no_network(*args, **kwargs):
-        raise OSError("no network in the tests")
-
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return tmp_path
-
-
 # ------------------------------------------------------------------ the arguments
 
 
