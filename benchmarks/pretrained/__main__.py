@@ -24,6 +24,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import machine
@@ -70,8 +71,9 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def report(args: argparse.Namespace, work: Path) -> list[str]:
-    """Run the chosen sections in ``work`` and return the report's lines."""
+def report(args: argparse.Namespace, work: Path) -> Iterator[list[str]]:
+    """Run the chosen sections in ``work``, yielding the report's lines part by part: the header, every
+    section as it ends, and the load of the machine."""
     random_weights = args.weights is None
     weights = str(random_weights_file(args.backbone, work / "weights.pt")) if random_weights else args.weights
     check_weights(weights, args.backbone)
@@ -83,7 +85,7 @@ def report(args: argparse.Namespace, work: Path) -> list[str]:
         finetuned.update(batch_size=10, warmup_updates=2, n_prototypes=10, bn_recalibration_batches=1)
     about = machine()
     loads = [("start", os.getloadavg())]
-    lines = [
+    header = [
         f"# `{args.backbone}` as a pretrained encoder on the CPU",
         "",
         f"Command: `python -m benchmarks.pretrained {shlex.join(sys.argv[1:])}`",
@@ -96,28 +98,29 @@ def report(args: argparse.Namespace, work: Path) -> list[str]:
         "",
     ]
     if random_weights:
-        lines += [
+        header += [
             "**These are random weights.** Timings (sections 1 and 3) hold for any weights of this network; "
             "every clustering score (sections 2 and 4) describes random features and says nothing about "
             "the quality of clustering with the published weights. Rerun with `--weights pretrained` (or "
             "a downloaded weights file) for those.",
             "",
         ]
+    yield header
     if "speed" in args.sections:
         resize = network_preprocessing(args.backbone).resize
         n_images = 16 if args.quick else args.speed_images
         photo_folder(run.data, work / "speed_photos", n_images, seed=1)
         images = load_image_folder(work / "speed_photos", resize, cache_dir=work / "speed_decoded").images
-        lines += speed_sections(run, images, (2, 4) if args.quick else tuple(args.batches))
+        yield speed_sections(run, images, (2, 4) if args.quick else tuple(args.batches))
         loads.append(("after sections 1-2", os.getloadavg()))
     if "laptop" in args.sections:
-        lines += laptop_section(run, 40 if args.quick else args.images, laptop, (20, 10))
+        yield laptop_section(run, 40 if args.quick else args.images, laptop, (20, 10))
         loads.append(("after section 3", os.getloadavg()))
     if "compare" in args.sections:
-        lines += compare_section(run, 2 if args.quick else args.per_class, frozen, finetuned)
+        yield compare_section(run, 2 if args.quick else args.per_class, frozen, finetuned)
         loads.append(("after section 4", os.getloadavg()))
     shared = any(load[0] > about["cores"] + 0.5 for _, load in loads)
-    lines += [
+    yield [
         "## Load of the machine",
         "",
         "| when | load average 1 / 5 / 15 min |",
@@ -133,16 +136,17 @@ def report(args: argparse.Namespace, work: Path) -> list[str]:
         ),
         "",
     ]
-    return lines
 
 
 def main() -> None:
     args = parse()
+    lines = []
     with tempfile.TemporaryDirectory(prefix="imc_pretrained_") as work:
-        text = "\n".join(report(args, Path(work)))
-    print(text)
-    if args.output:
-        Path(args.output).write_text(text)
+        for part in report(args, Path(work)):
+            print("\n".join(part), flush=True)
+            lines += part
+            if args.output:  # after every section: an interrupted run keeps what it measured
+                Path(args.output).write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
