@@ -26,6 +26,7 @@ _HOMES = {
     "plot_cluster_gallery": "imc_cluster.pictures.gallery",
     "plot_confusion_matrix": "imc_cluster.pictures.confusion",
     "plot_training_curves": "imc_cluster.pictures.curves",
+    "plot_k_scores": "imc_cluster.pictures.kscores",
     "EarlyStopping": "imc_cluster.estimator.callbacks",
     "TensorBoard": "imc_cluster.estimator.callbacks",
     "StopTraining": "imc_cluster.estimator.callbacks",

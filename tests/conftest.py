@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import io
 import shlex
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,64 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return tmp_path
+
+
+#: a tiny frozen fit: timm's smallest test network, 2 + 1 views of 12 photos
+FROZEN_TINY = dict(
+    backbone="timm:test_vit",
+    n_clusters=3,
+    n_prototypes=20,
+    projection_dim=8,
+    head_hidden_dim=32,
+    batch_size=6,
+    max_epochs=2,
+    warmup_updates=1,
+    bn_recalibration_batches=1,
+    n_large_crops=2,
+    n_small_crops=1,
+    random_state=0,
+)
+
+
+@pytest.fixture(scope="session")
+def frozen_photos(tmp_path_factory) -> tuple[Path, np.ndarray, str]:
+    """A folder of 12 PNG photos of 40x50, the images as ``load_image_folder`` reads them for the network
+    (sorted names, at its resize side, as ``predict_folder`` reads them), and a weights file of a random
+    timm ``test_vit``."""
+    import safetensors.torch
+    import timm
+
+    from imc_cluster.data.folders import load_image_folder
+    from imc_cluster.model.pretrained import network_preprocessing
+
+    folder = tmp_path_factory.mktemp("frozen_photos")
+    rng = np.random.default_rng(0)
+    for index in range(12):
+        _save_photo(folder / "photos" / f"{index:02d}.png", rng.integers(0, 256, (40, 50, 3), dtype=np.uint8))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        safetensors.torch.save_file(
+            timm.create_model("test_vit").state_dict(), folder / "test_vit.safetensors"
+        )
+    photos = folder / "photos"
+    side = network_preprocessing(FROZEN_TINY["backbone"]).resize
+    return photos, load_image_folder(photos, side).images, str(folder / "test_vit.safetensors")
+
+
+@pytest.fixture
+def frozen_fit(frozen_photos, tmp_path):
+    """``frozen_fit(**params)``: a frozen fit (:data:`FROZEN_TINY`) on :func:`frozen_photos`, with a cache
+    folder of its own."""
+
+    def fit(**params) -> IMCSwAVClustering:
+        settings = {
+            **FROZEN_TINY,
+            "weights": frozen_photos[2],
+            "cache_dir": str(tmp_path / "cache"),
+            **params,
+        }
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "n_prototypes=20 exceeds")
+            return IMCSwAVClustering(**settings).fit(frozen_photos[1])
+
+    return fit

@@ -27,6 +27,7 @@ from benchmarks.pretrained.shared import LAPTOP, Clock, Run
 from imc_cluster.augmentation.crop_sizes import network_crop_sizes
 from imc_cluster.core.cache import cache_folder
 from imc_cluster.core.devices import resolve_device
+from imc_cluster.core.halves import from_scaled_half
 from imc_cluster.estimator.components import extraction_dtype
 from imc_cluster.estimator.frozen import EXTRACTION_BATCH
 from imc_cluster.estimator.params import ConfigurationWarning
@@ -99,9 +100,9 @@ def view_sides(run: Run) -> list[tuple[str, int, int]]:
 
 
 def cached_features(cache_dir: Path) -> np.ndarray:
-    """The one feature array ``(N, 1 + V, d)`` that the fits with ``cache_dir`` cached."""
+    """The one feature array ``(N, 1 + V, d)`` that the fits with ``cache_dir`` cached (as float32)."""
     (path,) = cache_folder("features", cache_dir).glob("*.npy")
-    return np.load(path)
+    return from_scaled_half(torch.from_numpy(np.load(path))).numpy()
 
 
 def timed_extraction(run: Run, images: np.ndarray, precision: str) -> tuple[float, Clock, np.ndarray]:
@@ -235,8 +236,8 @@ def _precision_section(features: dict[str, np.ndarray], rates: dict[str, float])
         "## 2. bf16 beside float32 extraction",
         "",
         f"The cached features of section 1's two extractions: {fp32.shape[0]} images, {fp32.shape[1]} views "
-        f"each, {fp32.shape[2]} dimensions (both cached as float16, which alone rounds by up to 2^-11 "
-        "relative).",
+        f"each, {fp32.shape[2]} dimensions (both cached as float16 at each vector's power-of-two scale, "
+        "which alone rounds by up to 2^-11 of the vector's largest value).",
         "",
         "| figure | value |",
         "|---|---|",

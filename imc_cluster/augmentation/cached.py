@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from imc_cluster.core.halves import from_scaled_half
+
 __all__ = ["EVALUATION_VIEW", "CachedViews"]
 
 #: where a cached sample keeps the features of its un-augmented (evaluation) view; its training views follow
@@ -11,8 +13,9 @@ EVALUATION_VIEW = 0
 
 
 class CachedViews:
-    """The view groups of cached features: each sample ``(1 + n_large + n_small, d)`` holds the evaluation
-    view's features, then those of its large views, then those of its small ones.
+    """The view groups of cached features: each sample ``(1 + n_large + n_small, d + 1)`` holds the
+    evaluation view's features, then those of its large views, then those of its small ones, each vector
+    as :func:`~imc_cluster.core.halves.to_scaled_half` keeps it.
 
     Parameters
     ----------
@@ -26,8 +29,9 @@ class CachedViews:
     def __call__(
         self, features: torch.Tensor, generator: torch.Generator | None = None
     ) -> list[torch.Tensor]:
-        """View groups of a batch ``(B, 1 + n_large + n_small, d)``: one float32 tensor ``(n_views * B, d)``
-        per group, view-major (the views are the cached ones: ``generator`` draws nothing)."""
+        """View groups of a batch ``(B, 1 + n_large + n_small, d + 1)``: one float32 tensor
+        ``(n_views * B, d)`` per group, view-major (the views are the cached ones: ``generator`` draws
+        nothing)."""
         if features.shape[1] != 1 + self.n_large + self.n_small:
             raise ValueError(
                 f"The cached features hold {features.shape[1] - 1} views per sample, not "
@@ -35,7 +39,7 @@ class CachedViews:
             )
         bounds = [(1, 1 + self.n_large), (1 + self.n_large, 1 + self.n_large + self.n_small)]
         return [
-            features[:, start:stop].transpose(0, 1).flatten(0, 1).float()
+            from_scaled_half(features[:, start:stop].transpose(0, 1).flatten(0, 1))
             for start, stop in bounds
             if stop > start
         ]

@@ -237,7 +237,7 @@ _ARCHITECTURE = {
     "in_size": int,
     "width": int,
     "stem_pool": bool,
-    "n_clusters": int,
+    "n_clusters": (int, list),  # a list of candidate Ks until a fit chooses one
     "n_prototypes": int,
     "projection_dim": int,
     "head_hidden_dim": int,
@@ -245,7 +245,13 @@ _ARCHITECTURE = {
 #: architecture entries that earlier versions did not save
 _ARCHITECTURE_OPTIONAL = {"n_heads": int}
 _FITTED = {"n_features_in_": int, "n_iter_": int, "history_": list}
-_FITTED_OPTIONAL = {"labels_": torch.Tensor, "feature_names_in_": list, "best_head_": int}
+_FITTED_OPTIONAL = {
+    "labels_": torch.Tensor,
+    "feature_names_in_": list,
+    "best_head_": int,
+    "n_clusters_": int,
+    "k_scores_": dict,
+}
 _TRAINING = {
     "optimizer": dict,
     "updates": int,
@@ -273,6 +279,7 @@ def _validate(content: dict) -> None:
         raise ValueError("a pretrained network's architecture and its inputs['preprocessing'] come together")
     _validate_inputs(content["inputs"])
     _validate_fitted(content["fitted"])
+    _validate_n_clusters(content["architecture"]["n_clusters"], content["fitted"])
     model = _expect(content["model"], dict, "model")
     for name, tensor in model.items():
         _finite_tensor(tensor, f"model weight {_expect(name, str, 'a weight name')!r}")
@@ -285,6 +292,37 @@ def _validate(content: dict) -> None:
     shape, size = content["inputs"]["sample_shape"], content["fitted"]["n_features_in_"]
     if size != math.prod(shape):
         raise ValueError(f"fitted['n_features_in_'] = {size} does not match inputs['sample_shape'] = {shape}")
+
+
+def _validate_n_clusters(n_clusters, fitted: dict) -> None:
+    """The architecture's K, or its candidate Ks (increasing ints >= 2) before a fit chose one; the fitted
+    ``n_clusters_`` (that K) and ``k_scores_`` (a finite score per candidate, the chosen one among them)."""
+    if isinstance(n_clusters, list):
+        for k in n_clusters:
+            _expect(k, int, "a candidate of architecture['n_clusters']")
+        if len(n_clusters) < 2 or n_clusters[0] < 2 or n_clusters != sorted(set(n_clusters)):
+            raise ValueError("architecture['n_clusters'] must be increasing candidate Ks >= 2, at least two")
+        if {"labels_", "n_clusters_", "k_scores_"} & set(fitted):
+            raise ValueError("a network of candidate Ks has no labels_, n_clusters_ or k_scores_ yet")
+    elif n_clusters < 1:
+        raise ValueError("architecture['n_clusters'] must be positive")
+    if "n_clusters_" in fitted and fitted["n_clusters_"] != n_clusters:
+        raise ValueError(
+            f"fitted['n_clusters_'] = {fitted['n_clusters_']} is not the network's n_clusters, {n_clusters}"
+        )
+    if "k_scores_" in fitted:
+        _validate_k_scores(fitted["k_scores_"], fitted.get("n_clusters_"))
+
+
+def _validate_k_scores(scores: dict, chosen: int | None) -> None:
+    """A finite score for each of at least two candidate Ks >= 2, the chosen one among them."""
+    for k, score in scores.items():
+        if _expect(k, int, "a candidate of fitted['k_scores_']") < 2:
+            raise ValueError("fitted['k_scores_'] holds a candidate K < 2")
+        if not math.isfinite(_expect(score, float, f"fitted['k_scores_'][{k}]")):
+            raise ValueError(f"fitted['k_scores_'][{k}] is not finite")
+    if len(scores) < 2 or chosen not in scores:
+        raise ValueError("fitted['k_scores_'] must score at least two candidates, n_clusters_ among them")
 
 
 def _validate_inputs(inputs: dict) -> None:

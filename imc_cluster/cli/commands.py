@@ -1,6 +1,7 @@
 """The ``train``, ``test`` and ``predict`` commands, run through :class:`~imc_cluster.IMCSwAVClustering`:
 ``train`` maps the flags onto its parameters, fits on the training split with the test split as
-``eval_set``, prints one line per epoch, writes the checkpoint atomically after every epoch and appends every
+``eval_set``, prints one line per epoch (and, with candidate Ks, the chosen K and every candidate's
+score), writes the checkpoint atomically after every epoch and appends every
 epoch's record to ``history.jsonl`` (and to TensorBoard when it is installed). ``--cpt_load_path`` resumes a
 checkpoint with its own settings (:mod:`~imc_cluster.cli.resume`). Unlabelled folders need ``--n_clusters``
 and get no score. ``test`` scores a checkpoint, reading a folder at the checkpoint's input size; ``predict``
@@ -24,7 +25,7 @@ import torch
 from imc_cluster.augmentation.crop_sizes import CropSize
 from imc_cluster.cli import predict as cli_predict
 from imc_cluster.cli.flags import flag_params
-from imc_cluster.cli.output import EpochLog, check_json_path, write_json
+from imc_cluster.cli.output import EpochLog, check_json_path, k_scores_line, write_json
 from imc_cluster.cli.resume import check_data, load_size, refuse_new_network, refuse_other_size, resume
 from imc_cluster.data.datasets import ImageSet, load_dataset
 from imc_cluster.estimator.estimator import IMCSwAVClustering
@@ -112,7 +113,7 @@ def _verbose(args) -> int:
 
 def estimator_params(
     args,
-    n_clusters: int,
+    n_clusters: int | tuple[int, ...],
     crop_sizes: tuple[CropSize, CropSize],
     checkpoint: Path | None = None,
     normalization=None,
@@ -123,8 +124,9 @@ def estimator_params(
     ----------
     args : argparse.Namespace
         Parsed ``train`` arguments.
-    n_clusters : int
-        The number of clusters (``--n_clusters``, else the data set's number of classes).
+    n_clusters : int or tuple of int
+        The number of clusters, or candidate ones (``--n_clusters``, else the data set's number of
+        classes).
     crop_sizes : (int or (int, int), int or (int, int))
         The data set's default crop sizes (:attr:`ImageSet.crop_sizes`), used unless ``--size_crops``
         is given.
@@ -165,8 +167,9 @@ def _make_output_dir(path: Path) -> None:
         raise OSError(f"Cannot create --output_dir {path}: {error.strerror or error}.") from error
 
 
-def _n_clusters(args, data: ImageSet, resumed: IMCSwAVClustering | None) -> int:
-    """``--n_clusters``, else the resumed checkpoint's, else the classes of the data set."""
+def _n_clusters(args, data: ImageSet, resumed: IMCSwAVClustering | None) -> int | tuple[int, ...]:
+    """``--n_clusters`` (one K or candidates), else the resumed checkpoint's, else the classes of the data
+    set."""
     if args.n_clusters is None and not data.n_classes and resumed is None:
         raise ValueError(
             f"{args.path} holds no class folders (unlabelled images): give the number of "
@@ -211,6 +214,8 @@ def train(args, data: ImageSet | None = None) -> IMCSwAVClustering:
         callbacks=[EpochLog(output_dir, estimator.max_epochs)],
         head_mask=None if labelled.all() or not labelled.any() else labelled,
     )
+    if estimator.k_scores_ is not None:
+        _say(k_scores_line(estimator.n_clusters_, estimator.k_scores_))
     _say(f"checkpoint: {checkpoint}")
     return estimator
 

@@ -17,7 +17,7 @@ from imc_cluster.estimator.callbacks import TensorBoard
 from imc_cluster.estimator.clock import format_duration
 from imc_cluster.estimator.estimator import IMCSwAVClustering
 
-__all__ = ["EpochLog", "epoch_line", "check_json_path", "write_json"]
+__all__ = ["EpochLog", "epoch_line", "k_scores_line", "check_json_path", "write_json"]
 #: the evaluation metrics an epoch line shows, when the record holds them (no labels, no metrics)
 _SCORES = ("acc", "nmi", "ari")
 
@@ -29,7 +29,8 @@ def epoch_line(record: dict, total_epochs: int) -> str:
     ----------
     record : dict
         An entry of ``IMCSwAVClustering.history_``: losses, ``lr``, ``seconds``, ``images_per_second`` and
-        the evaluation metrics (absent or NaN without labels, which leaves them out of the line).
+        the evaluation metrics (absent or NaN without labels, which leaves them out of the line). Lists
+        (one value per candidate K) are shown joined by "/".
     total_epochs : int
         The epoch count of the run.
 
@@ -43,14 +44,11 @@ def epoch_line(record: dict, total_epochs: int) -> str:
         " ".join(f"{key} {record[key]:.4f}" for key in ("loss", "swav", "mi", "reg")),
         f"lr {record['lr']:.3g}",
     ]
-    scores = [
-        f"{key.upper()} {record[key]:.4f}"
-        for key in _SCORES
-        if isinstance(record.get(key), float) and math.isfinite(record[key])
-    ]
+    scores = [f"{key.upper()} {_numbers(record[key], '.4f')}" for key in _SCORES if _finite(record.get(key))]
     if "confidence" in record:  # the label-free measures (records of 0.3 and before lack them)
         parts.append(
-            f"conf {record['confidence']:.3f} agree {record['agreement']:.3f} used {record['clusters_used']}"
+            f"conf {_numbers(record['confidence'], '.3f')} agree {_numbers(record['agreement'], '.3f')} "
+            f"used {_numbers(record['clusters_used'], 'd')}"
         )
     if scores:
         parts.append("test " + " ".join(scores))
@@ -59,6 +57,23 @@ def epoch_line(record: dict, total_epochs: int) -> str:
         timing += f", {format_duration(record['eta_seconds'])} left"
     parts.append(timing)
     return " | ".join(parts)
+
+
+def _finite(value) -> bool:
+    """Whether a record's score is finite: a float, or a list of them (one per candidate K)."""
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(isinstance(v, float) and math.isfinite(v) for v in values)
+
+
+def _numbers(value, spec: str) -> str:
+    """A record's number in ``spec``, or its list of numbers (one per candidate K) joined by "/"."""
+    return "/".join(format(v, spec) for v in value) if isinstance(value, list) else format(value, spec)
+
+
+def k_scores_line(n_clusters: int, k_scores: dict) -> str:
+    """The printed line of the K chosen among candidates: ``n_clusters K (of ...) | scores K1 s1, ...``."""
+    scores = ", ".join(f"{k} {score:.4f}" for k, score in sorted(k_scores.items()))
+    return f"n_clusters {n_clusters} (of {len(k_scores)} candidates, the best stability) | scores: {scores}"
 
 
 class EpochLog:

@@ -15,7 +15,7 @@ from imc_cluster.augmentation.crop_sizes import LARGE_CROP_FRACTION, PUBLISHED_C
 from imc_cluster.cli.flags import TRAIN_FLAGS, flag_default, split_target
 from imc_cluster.cli.presets import PRESETS, apply_preset, presets_help
 from imc_cluster.cli.sources import dataset_names, parameter_help
-from imc_cluster.cli.usage import CommandParser, HelpFormatter, folder
+from imc_cluster.cli.usage import ClusterCounts, CommandParser, HelpFormatter, cluster_counts, folder
 from imc_cluster.core.version import __version__
 
 __all__ = ["DESCRIPTION", "build_parser", "parse_args"]
@@ -138,10 +138,13 @@ def _train_args(commands) -> None:
     _dataset_args(train_parser, training=True)
     train_parser.add_argument(
         "--n_clusters",
-        type=int,
+        type=cluster_counts,
+        nargs="+",
+        action=ClusterCounts,
         metavar="K",
-        help="number of clusters (default: the number of class folders; required for "
-        "a folder without class folders)",
+        help="number of clusters (default: the number of class folders; required for a folder without "
+        "class folders); several Ks (5 10 20) or a range (5:20, 5:20:5) are candidates, whose heads "
+        "(--n_heads, at least 2 each) train together, and the K whose heads agree best is kept",
     )
     train_parser.add_argument(
         "--preset",

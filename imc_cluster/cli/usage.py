@@ -1,7 +1,8 @@
 """How the ``imc-cluster`` parsers read a command line: every flag in its published underscore spelling or
 hyphenated (``--n-clusters`` is ``--n_clusters``), never abbreviated; an unknown flag answered with the
 closest ones of its command; every usage error one line ``imc-cluster: ...`` that points at the command's
-help, with exit status 2. Also the flag types argparse lacks: a duration (``--max_time``) and a folder."""
+help, with exit status 2. Also the flag types argparse lacks: a duration (``--max_time``), a folder, and one
+number of clusters or candidate ones (``--n_clusters 5 10 20``, ``5:20``, ``5:20:5``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ import re
 import sys
 from collections.abc import Sequence
 
-__all__ = ["SPELLING_NOTE", "CommandParser", "HelpFormatter", "duration", "folder", "freeze_choice"]
+__all__ = [
+    "SPELLING_NOTE",
+    "CommandParser",
+    "HelpFormatter",
+    "duration",
+    "folder",
+    "freeze_choice",
+    "cluster_counts",
+    "ClusterCounts",
+]
 
 #: what every command's help says of the spellings of its flags
 SPELLING_NOTE = (
@@ -164,3 +174,45 @@ def folder(text: str) -> str:
             f"{text} is a file, but a folder is needed here (the folder, not a file in it)"
         )
     return text
+
+
+def cluster_counts(text: str) -> list[int]:
+    """The numbers of clusters of one ``--n_clusters`` value: ``K``, or an inclusive range ``FIRST:LAST`` or
+    ``FIRST:LAST:STEP`` of at least two.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For any other spelling, or a range of fewer than two Ks.
+    """
+    parts = text.strip().split(":")
+    if len(parts) > 3 or not all(re.fullmatch(r"[+-]?\d+", part.strip()) for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of clusters: give K (10), Ks (5 10 20), or a range FIRST:LAST "
+            "(5:20) or FIRST:LAST:STEP (5:20:5)"
+        )
+    numbers = [int(part) for part in parts]
+    if len(numbers) == 1:
+        return numbers
+    first, last, step = (*numbers, 1) if len(numbers) == 2 else numbers
+    if step < 1 or last - first < step:
+        raise argparse.ArgumentTypeError(
+            f"the range {text!r} holds fewer than two Ks: give FIRST:LAST with FIRST < LAST and a positive "
+            "STEP no larger than LAST - FIRST"
+        )
+    return list(range(first, last + 1, step))
+
+
+class ClusterCounts(argparse.Action):
+    """``--n_clusters``'s values (each :func:`cluster_counts`) as one K (an int), or as the sorted tuple of
+    candidate Ks that several values or a range give; a K given twice is a usage error."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        counts = [k for value in values for k in value]
+        if len(values) == 1 and len(counts) == 1:
+            setattr(namespace, self.dest, counts[0])
+            return
+        repeated = sorted({k for k in counts if counts.count(k) > 1})
+        if repeated:
+            raise argparse.ArgumentError(self, f"gives the K(s) {repeated} more than once")
+        setattr(namespace, self.dest, tuple(sorted(counts)))

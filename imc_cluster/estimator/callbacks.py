@@ -110,6 +110,11 @@ class EarlyStopping:
                 f"EarlyStopping monitors {self.monitor!r}, which the epoch records do not have; they have "
                 f"{', '.join(map(repr, record))} (acc, nmi and ari need an eval_set)."
             )
+        if isinstance(record[self.monitor], list):
+            raise TypeError(
+                f"EarlyStopping monitors {self.monitor!r}, which is a list in these records (one value per "
+                "head or per candidate K of n_clusters); monitor a number such as 'loss'."
+            )
         value = float(record[self.monitor])
         if self.best_ is None or self._improves(value):
             self.best_, self.best_epoch_, self._waited = value, record["epoch"], 0

@@ -10,7 +10,7 @@ from imc_cluster.augmentation.crop_sizes import network_crop_sizes, resolve_crop
 from imc_cluster.augmentation.multicrop import CropGroup, MultiCropAugmenter
 from imc_cluster.augmentation.vectors import FeatureViews
 from imc_cluster.data.encoder import InputEncoder
-from imc_cluster.estimator.params import frozen_encoder
+from imc_cluster.estimator.params import frozen_encoder, is_candidates
 from imc_cluster.model.networks import STEM_POOL_MIN_SIDE, IMCSwAVNet, ResNetEncoder
 from imc_cluster.training.distributed import World
 from imc_cluster.training.trainer import Trainer, TrainingConfig
@@ -61,7 +61,8 @@ def augmenter(params: dict, inputs: InputEncoder, frozen: bool = False):
 
 def architecture(params: dict, inputs: InputEncoder, weights_identity: str | None = None) -> dict:
     """The network the parameters give for these inputs, as plain data (saved in checkpoints); a pretrained
-    network's entry ``"pretrained"`` says whether it is frozen and which weights it started from."""
+    network's entry ``"pretrained"`` says whether it is frozen and which weights it started from, and
+    ``"n_clusters"`` is a list of candidate Ks until a fit chooses one."""
     image = inputs.is_image
     pretrained = {"pretrained": {"frozen": frozen_encoder(params), "weights": weights_identity}}
     return {
@@ -71,12 +72,18 @@ def architecture(params: dict, inputs: InputEncoder, weights_identity: str | Non
         "stem_pool": bool(
             image and not inputs.preprocessing and min(inputs.sample_shape[1:]) >= STEM_POOL_MIN_SIDE
         ),
+        "n_clusters": _n_clusters(params["n_clusters"]),
         **{
             name: int(params[name])
-            for name in ("n_clusters", "n_prototypes", "projection_dim", "head_hidden_dim", "n_heads")
+            for name in ("n_prototypes", "projection_dim", "head_hidden_dim", "n_heads")
         },
         **(pretrained if inputs.preprocessing is not None else {}),
     }
+
+
+def _n_clusters(n_clusters) -> int | list[int]:
+    """The architecture's ``n_clusters``: one int, or the list of candidate Ks (of a fit that chooses one)."""
+    return [int(k) for k in n_clusters] if is_candidates(n_clusters) else int(n_clusters)
 
 
 def training_config(params: dict) -> TrainingConfig:
@@ -99,10 +106,13 @@ def training_config(params: dict) -> TrainingConfig:
     )
 
 
-def training_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of training (None for float32), as ``precision`` asks."""
+def training_dtype(precision: str, device: torch.device, frozen: bool = False) -> torch.dtype | None:
+    """The autocast dtype of training (None for float32), as ``precision`` asks: with a ``frozen``
+    encoder, whose features train networks without convolutions, that of its features."""
     if precision == "float32":
         return None
+    if frozen:
+        return extraction_dtype(precision, device)
     return torch.bfloat16 if precision == "bfloat16" or device.type == "cuda" else None
 
 
@@ -141,7 +151,7 @@ def make_trainer(
         augmenter(params, inputs, frozen),
         training_config(params),
         torch.Generator(device),
-        autocast_dtype=training_dtype(params["precision"], device),
+        autocast_dtype=training_dtype(params["precision"], device, frozen),
         world=world,
         channels_last=cuda and inputs.is_image and not frozen,
         compile=params["compile"],

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from imc_cluster.data.arrays import true_labels
 from imc_cluster.estimator import fitting
+from imc_cluster.estimator.frozen import frozen_outputs
 from imc_cluster.estimator.params import PARAMETER_CONSTRAINTS, checked_params
 from imc_cluster.estimator.persistence import CheckpointMixin
 from imc_cluster.inference.outputs import outputs
@@ -44,8 +45,18 @@ class IMCSwAVClustering(
 
     Parameters
     ----------
-    n_clusters : int, default=10
-        Number of clusters ``K``.
+    n_clusters : int or sequence of int, default=10
+        Number of clusters ``K``; or candidate Ks (at least two distinct ints >= 2, e.g. ``(5, 10, 20)``,
+        ``range(5, 21)``) among which the fit chooses without labels. The heads of every candidate train
+        together (``n_heads`` each: at least 2, which a sequence needs); after the last epoch each candidate
+        is scored by the agreement between its heads' clusterings of the training data
+        (:func:`~imc_cluster.criteria.stability`), the best scoring K (the smallest on a tie) becomes
+        ``n_clusters_``, and the network keeps its heads alone: ``labels_``, ``predict_proba`` and the
+        saved model are those of a fit of that K. Until then (in callbacks, or in checkpoints written
+        after each epoch) the network predicts with the first candidate, and ``history_`` holds the heads'
+        entries per candidate. A warm start of a finished fit with the same candidates continues the chosen
+        K (the scores stay those of the choice); one of a checkpoint written during the fit continues all
+        the candidates and chooses when it ends.
     backbone : str, default="auto"
         Encoder: "resnet18", "resnet34", "resnet50" or "mlp" trained from scratch ("auto" picks ResNet-18 for
         images and the MLP for plain feature vectors), or a library's network "torchvision:NAME",
@@ -78,7 +89,8 @@ class IMCSwAVClustering(
     n_heads : int, default=1
         Cluster heads trained together on the same features, each from its own initialisation and on its
         own loss, in one batched computation (1 is the published method). After every epoch the head with
-        the lowest mutual-information loss over it becomes ``best_head_``, the one that predicts.
+        the lowest mutual-information loss over it becomes ``best_head_``, the one that predicts. Candidate
+        Ks (``n_clusters`` a sequence) need at least 2 heads each (e.g. ``n_heads=5``).
     n_large_crops, n_small_crops : int, default=2, 4
         Views per image. The large views give the Sinkhorn targets.
     large_crop_size, small_crop_size : int or (int, int), default=None
@@ -156,8 +168,10 @@ class IMCSwAVClustering(
         with AVX512-BF16 or AMX halves the activation memory and nearly doubles the speed of ResNet
         training (python -m benchmarks.speed), but oneDNN's bf16 kernels can give non-finite gradients on tiny
         networks and images, so it is opt-in there. Inference runs in bf16 on CUDA (unless "float32")
-        and in float32 on the CPU. A frozen encoder's cached features are computed in bf16 on CUDA and on
-        CPUs with AVX512-BF16 or AMX unless "float32" (python -m benchmarks.pretrained measures the cost).
+        and in float32 on the CPU. A frozen encoder's features are computed in bf16 on CUDA and on CPUs
+        with AVX512-BF16 or AMX unless "float32" (python -m benchmarks.pretrained measures the cost), in
+        fit and in inference alike, and kept as float16 in the cache folder, found by image content; the
+        networks that train on them (no convolutions) then train in bf16 too.
     activation_checkpointing : bool, default=False
         Keep only the input of the stem and of each residual block in training, and recompute them in the
         backward pass: ResNet activation memory shrinks several-fold for about a third more compute. For
@@ -172,13 +186,20 @@ class IMCSwAVClustering(
     ----------
     labels_ : ndarray of shape (n_samples,)
         Cluster of every training sample.
+    n_clusters_ : int
+        The number of clusters of the fitted network: ``n_clusters``, or the K chosen among its candidates.
+    k_scores_ : dict of int to float or None
+        With candidate Ks, the score of each (mean pairwise adjusted Rand index between its heads'
+        clusterings of the training data; higher is better; :func:`~imc_cluster.pictures.plot_k_scores`
+        draws them); None for one K.
     n_iter_ : int
         Epochs run.
     history_ : list of dict
         One record per epoch: loss terms, each head's mutual-information loss ("mi_heads"), the best head,
         its label-free progress measures ("confidence", "agreement", "clusters_used"; see
         :mod:`imc_cluster.training.progress`), learning rate, seconds, images per second, and ACC/NMI/ARI
-        with ``eval_set``.
+        with ``eval_set``. With candidate Ks, the heads' entries and ACC/NMI/ARI are lists, one value per
+        candidate (of its best head).
     best_head_ : int
         The cluster head that predicts (``predict``, ``predict_proba``, ``score``, ``labels_``): the one
         with the lowest mutual-information loss over the last epoch (0 with one head).
@@ -381,8 +402,13 @@ class IMCSwAVClustering(
         return self
 
     def _set_fitted(self, fitted: fitting.Fitted) -> None:
-        """Take the attributes of a fit in progress or finished (the fit's ``publish``)."""
-        self.__dict__.update(fitted.attributes())
+        """Take the attributes of a fit in progress or finished (the fit's ``publish``); ``n_clusters_`` and
+        ``k_scores_`` of an earlier fit go while the fit chooses among candidate Ks."""
+        attributes = fitted.attributes()
+        for name in ("n_clusters_", "k_scores_"):
+            if name not in attributes:
+                self.__dict__.pop(name, None)
+        self.__dict__.update(attributes)
 
     def _restore(self, previous: dict, weights: dict | None) -> None:
         """Put the estimator back as it was before a failed fit."""
@@ -398,8 +424,10 @@ class IMCSwAVClustering(
         """``model_``'s ``network`` ("cluster_logits" or "encoder") on ``X``, encoded as the training data
         were."""
         check_is_fitted(self, "model_")
-        params = checked_params(self)  # inference reads batch_size and precision
+        params = checked_params(self)  # inference reads batch_size, precision and cache_dir
         values = self.inputs_.encode(X, self).values
+        if self.architecture_.get("pretrained", {}).get("frozen"):
+            return frozen_outputs(network, params, fitting.Fitted.of(self), values)
         return outputs(
             getattr(self.model_, network),
             self.model_,
@@ -451,7 +479,8 @@ class IMCSwAVClustering(
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out), float32
-            512-d for ResNet-18/34 at the default width, 2048-d for ResNet-50 (see ``set_output``).
+            512-d for ResNet-18/34 at the default width, 2048-d for ResNet-50 (see ``set_output``). A
+            frozen encoder's are float16 values, kept in (and read from) the cache folder.
         """
         return self._outputs("encoder", X).numpy()
 

@@ -10,6 +10,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from imc_cluster.augmentation.cached import EVALUATION_VIEW
+from imc_cluster.core.halves import from_scaled_half
 from imc_cluster.data import arrays as data_lib
 from imc_cluster.data.encoder import InputEncoder
 from imc_cluster.estimator import components
@@ -37,6 +38,7 @@ class Fitted:
     labels: np.ndarray | None = None
     n_features_in: int | None = None  # of images; scikit-learn's validate_data sets it for vectors
     on_features: bool = False  # a frozen encoder's fit: the training values are its cached features
+    k_scores: dict | None = None  # of a fit that chose n_clusters among candidates: each candidate's score
 
     @classmethod
     def of(cls, est) -> Fitted:
@@ -50,6 +52,7 @@ class Fitted:
             list(est.history_),
             est.n_iter_,
             getattr(est, "labels_", None),
+            k_scores=getattr(est, "k_scores_", None),
         )
 
     def attributes(self) -> dict:
@@ -62,6 +65,8 @@ class Fitted:
             attributes["labels_"] = self.labels
         if self.n_features_in is not None:
             attributes["n_features_in_"] = self.n_features_in
+        if isinstance(self.architecture["n_clusters"], int):  # once chosen, among candidates
+            attributes.update(n_clusters_=self.architecture["n_clusters"], k_scores_=self.k_scores)
         return attributes
 
     def _network(self) -> tuple[IMCSwAVNet, Callable[[torch.Tensor], torch.Tensor]]:
@@ -71,12 +76,13 @@ class Fitted:
             return self.model.on_features(), _evaluation_view
         return self.model, self.inputs.network_input
 
-    def logits(self, params: dict, values: torch.Tensor) -> torch.Tensor:
-        """Cluster logits of the fit's ``values`` (the model in evaluation mode)."""
+    def logits(self, params: dict, values: torch.Tensor, output: str = "cluster_logits") -> torch.Tensor:
+        """Cluster logits of the fit's ``values`` (the model in evaluation mode), or the network's ``output``
+        ("head_clusters": the cluster under every head)."""
         network, network_input = self._network()
         return run(
             network,
-            network.cluster_logits,
+            getattr(network, output),
             values,
             network_input,
             device=self.device,
@@ -103,8 +109,9 @@ class Fitted:
 
 
 def _evaluation_view(features: torch.Tensor) -> torch.Tensor:
-    """The features of the un-augmented view: cached ones ``(B, 1 + V, d)`` hold it first."""
-    return features[:, EVALUATION_VIEW] if features.dim() == 3 else features
+    """The features of the un-augmented view: cached ones ``(B, 1 + V, d + 1)`` (scaled halves) hold it
+    first; features ``(B, d)`` are taken as they are."""
+    return from_scaled_half(features[:, EVALUATION_VIEW]) if features.dim() == 3 else features
 
 
 def fit_seed(params: dict, world: World | None) -> int:

@@ -9,7 +9,8 @@
    on ``eval_set`` (on BatchNorm statistics re-estimated apart from the training's random stream), the
    ``history_`` record, the checkpoint and the callbacks, until ``max_epochs`` or until a callback raises
    :class:`~imc_cluster.estimator.callbacks.StopTraining`.
-4. The BatchNorm statistics of the returned model, evaluation mode, and ``labels_``.
+4. The BatchNorm statistics of the returned model, evaluation mode, the choice of K among candidate Ks
+   (:mod:`~imc_cluster.estimator.candidates`), and ``labels_``.
 
 The fit keeps what it learns in a :class:`Fitted` and never writes the estimator: the estimator takes the
 fitted attributes through the ``publish`` function it hands over (after every epoch, before the checkpoint
@@ -42,11 +43,12 @@ from imc_cluster.data.placement import place
 from imc_cluster.estimator import components
 from imc_cluster.estimator import params as parameters
 from imc_cluster.estimator.callbacks import StopTraining, callback_session, check_callbacks, epoch_callbacks
+from imc_cluster.estimator.candidates import candidate_labels, choose_n_clusters
 from imc_cluster.estimator.clock import RunClock
 from imc_cluster.estimator.components import make_trainer
 from imc_cluster.estimator.fitted import Fitted, fit_seed, initial_state
 from imc_cluster.estimator.frozen import cached_view_features, evaluation_features
-from imc_cluster.estimator.params import frozen_encoder
+from imc_cluster.estimator.params import frozen_encoder, is_candidates
 from imc_cluster.metrics import evaluate_clustering
 from imc_cluster.model.build import load_pretrained
 from imc_cluster.model.pretrained import parse_backbone
@@ -89,9 +91,10 @@ def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], Non
     )
     data = inputs.encode(X, est) if resume else inputs.fit_encode(X, est)
     if resume:
-        _check_architecture(params, est.architecture_, inputs)
+        _check_architecture(params, est.architecture_, inputs, getattr(est, "k_scores_", None))
     n_samples = data.values.shape[0]
-    if n_samples < max(2, params["n_clusters"]):
+    largest = max(params["n_clusters"]) if is_candidates(params["n_clusters"]) else params["n_clusters"]
+    if n_samples < max(2, largest):
         raise ValueError(f"n_samples={n_samples} should be >= n_clusters={params['n_clusters']} (and >= 2).")
     crops = components.crop_sizes(params, inputs) if data.is_image else None
     evaluation = _eval_set(est, inputs, eval_set)
@@ -125,11 +128,16 @@ def _fit(est, X, eval_set, callbacks, head_mask, publish: Callable[[Fitted], Non
         _train(est, params, fitted, trainer, values, mask, evaluation, callbacks, publish)
 
 
-def _check_architecture(params: dict, architecture: dict, inputs: InputEncoder) -> None:
-    """A warm start continues the fitted network: the parameters must still describe it."""
+def _check_architecture(
+    params: dict, architecture: dict, inputs: InputEncoder, k_scores: dict | None = None
+) -> None:
+    """A warm start continues the fitted network: the parameters must still describe it (the candidate Ks
+    among which it chose, ``k_scores``'s, describe the chosen K's network)."""
     wanted = components.architecture(params, inputs)
     if "pretrained" in architecture:  # a warm start continues the weights it has, whichever it started from
         wanted["pretrained"]["weights"] = architecture["pretrained"]["weights"]
+    if k_scores is not None and wanted["n_clusters"] == sorted(k_scores):
+        wanted["n_clusters"] = architecture["n_clusters"]
     changed = [
         f"{key}: {architecture[key]!r} -> {value!r}"
         for key, value in wanted.items()
@@ -145,6 +153,18 @@ def _check_architecture(params: dict, architecture: dict, inputs: InputEncoder) 
             f"warm_start continues the fitted network, but the parameters change its architecture or input "
             f"({'; '.join(changed)}); set them back, or fit without warm_start."
         )
+
+
+def _evaluate(params: dict, fitted: Fitted, evaluation) -> dict:
+    """ACC, NMI and ARI on the evaluation set (each a list, one per candidate K, of its chosen head, while
+    the network has candidates)."""
+    values, labels = evaluation
+    if fitted.model.candidates is None:
+        return evaluate_clustering(labels, fitted.logits(params, values).argmax(dim=1).numpy())
+    model = fitted.model
+    heads = candidate_labels(fitted.logits(params, values, "head_clusters"), model.candidates, model.n_heads)
+    scores = [evaluate_clustering(labels, group[best]) for group, best in zip(heads, model.best_heads)]
+    return {key: [score[key] for score in scores] for key in scores[0]}
 
 
 def _head_mask(head_mask, n_samples: int) -> torch.Tensor | None:
@@ -247,9 +267,7 @@ def _end_epoch(
     """Evaluate, record the epoch and the training state, publish them, and write the checkpoint."""
     if evaluation is not None:
         fitted.recalibrate(params, values, trainer.world)
-        record.update(
-            evaluate_clustering(evaluation[1], fitted.logits(params, evaluation[0]).argmax(dim=1).numpy())
-        )
+        record.update(_evaluate(params, fitted, evaluation))
     fitted.history = [*fitted.history, record]  # a new list: a failed warm start puts the old one back
     fitted.n_iter, fitted.training_state = trainer.epoch, trainer.state()
     publish(fitted)
@@ -260,11 +278,14 @@ def _end_epoch(
 def _finish(
     params: dict, fitted: Fitted, values: torch.Tensor, world: World | None, recalibrate: bool = True
 ) -> None:
-    """Evaluation-ready BatchNorm statistics, the model in evaluation mode, and the training labels (over
-    the whole data on every rank of a distributed fit)."""
+    """Evaluation-ready BatchNorm statistics, the model in evaluation mode, the chosen K of candidate Ks
+    (:mod:`~imc_cluster.estimator.candidates`), and the training labels (over the whole data on every rank of
+    a distributed fit)."""
     if recalibrate:
         fitted.recalibrate(params, values, world)
     fitted.model.eval()
+    if fitted.model.candidates is not None:
+        choose_n_clusters(params, fitted, values, world)
     fitted.labels = fitted.logits(params, values).argmax(dim=1).numpy().astype(np.int64)
 
 
@@ -293,11 +314,14 @@ def _checkpoint_lock(path):
 
 def _postfix(record: dict) -> dict[str, str]:
     shown = ("epoch", *LOSS_TERMS, *PROGRESS_MEASURES, "acc", "eta_seconds")
-    return {
-        key: f"{value:.3f}" if isinstance(value, float) else str(value)
-        for key, value in record.items()
-        if key in shown
-    }
+    return {key: _shown(value) for key, value in record.items() if key in shown}
+
+
+def _shown(value) -> str:
+    """A record value on the progress bar: a list (one per candidate K) as its values joined by "/"."""
+    if isinstance(value, list):
+        return "/".join(map(_shown, value))
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def _progress(bar: tqdm, steps: int, clock: RunClock, shows: bool):

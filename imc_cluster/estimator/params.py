@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,6 +25,8 @@ from imc_cluster.model.pretrained import check_weights, parse_backbone
 
 __all__ = [
     "checked_params",
+    "check_n_clusters",
+    "is_candidates",
     "OWN_BACKBONES",
     "frozen_encoder",
     "ARCHITECTURE_PARAMS",
@@ -51,7 +54,6 @@ PARAMETER_CONSTRAINTS: dict = {
     **{
         key: [Interval(Integral, 1, None, closed="left")]
         for key in (
-            "n_clusters",
             "backbone_width",
             "projection_dim",
             "head_hidden_dim",
@@ -65,6 +67,8 @@ PARAMETER_CONSTRAINTS: dict = {
         key: [Interval(Integral, 0, None, closed="left")]
         for key in ("n_small_crops", "warmup_updates", "bn_recalibration_batches")
     },
+    # one K, or a sequence of candidate Ks (checked by check_n_clusters)
+    "n_clusters": [Interval(Integral, 1, None, closed="left"), "array-like"],
     **{key: [Interval(Integral, 2, None, closed="left")] for key in ("n_prototypes", "batch_size")},
     **{
         key: [Interval(Integral, 1, None, closed="left"), "array-like", None]
@@ -121,7 +125,61 @@ def checked_params(est) -> dict:
     est._validate_params()
     params = to_python(est.get_params())
     check_params(params)
+    params["n_clusters"] = check_n_clusters(params["n_clusters"], params["n_heads"])
     return params
+
+
+def is_candidates(n_clusters) -> bool:
+    """Whether a (checked) ``n_clusters`` is a sequence of candidate Ks rather than one K."""
+    return isinstance(n_clusters, (tuple, list))
+
+
+def check_n_clusters(value, n_heads: int) -> int | tuple[int, ...]:
+    """``n_clusters`` as one int (>= 1), or its candidate Ks as a sorted tuple of ints: at least two distinct
+    ints >= 2, each trained by ``n_heads`` heads (at least 2: the candidates are scored by the agreement
+    between their heads, :func:`~imc_cluster.criteria.stability`).
+
+    Raises
+    ------
+    TypeError
+        When ``value`` is neither an int nor a flat sequence of ints (a bool, a float or a string, say).
+    ValueError
+        When a K is out of range, a candidate repeats, or fewer than two candidates (or heads) are given.
+    """
+    if is_integer(value):
+        if value < 1:
+            raise ValueError(f"n_clusters must be an int >= 1, got {value!r}.")
+        return int(value)
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"n_clusters must be an int or a sequence of candidate ints (e.g. (5, 10, 20)), got {value!r}."
+        )
+    for item in value:
+        if not is_integer(item):
+            raise TypeError(f"n_clusters candidates must be ints, got {item!r} in {value!r}.")
+    _check_candidates(list(value), n_heads)
+    return tuple(sorted(int(k) for k in value))
+
+
+def _check_candidates(candidates: list[int], n_heads: int) -> None:
+    """At least two distinct candidates >= 2, and at least two heads to score each."""
+    if len(candidates) < 2:
+        raise ValueError(
+            f"n_clusters as a sequence takes at least two candidate Ks to choose from, got {candidates!r}; "
+            "give one K as an int."
+        )
+    if min(candidates) < 2:
+        raise ValueError(f"every candidate of n_clusters must be an int >= 2, got {candidates!r}.")
+    repeated = sorted({k for k in candidates if candidates.count(k) > 1})
+    if repeated:
+        raise ValueError(
+            f"n_clusters repeats the candidate(s) {repeated}: give each K once, got {candidates!r}."
+        )
+    if n_heads < 2:
+        raise ValueError(
+            f"n_clusters={candidates!r} chooses K by the agreement between the heads of each candidate, "
+            f"which needs n_heads >= 2 (e.g. n_heads=5), got n_heads={n_heads}."
+        )
 
 
 def check_params(params: dict) -> None:

@@ -12,6 +12,7 @@ from imc_cluster.checkpoints.files import CheckpointError, load_checkpoint, save
 from imc_cluster.core.devices import resolve_device
 from imc_cluster.core.numbers import is_integer, to_python
 from imc_cluster.core.version import __version__
+from imc_cluster.criteria import select_n_clusters
 from imc_cluster.data.encoder import InputEncoder
 from imc_cluster.estimator.fitted import Fitted
 from imc_cluster.model.build import build_network, complete_architecture
@@ -54,6 +55,10 @@ def estimator_sections(estimator) -> dict:
         "history_": [_record(record) for record in estimator.history_],
         "best_head_": estimator.model_.best_head,
     }
+    if hasattr(estimator, "n_clusters_"):
+        fitted["n_clusters_"] = int(estimator.n_clusters_)
+    if getattr(estimator, "k_scores_", None) is not None:
+        fitted["k_scores_"] = {int(k): float(score) for k, score in estimator.k_scores_.items()}
     if hasattr(estimator, "labels_"):
         fitted["labels_"] = torch.from_numpy(np.asarray(estimator.labels_, dtype=np.int64).copy())
     if hasattr(estimator, "feature_names_in_"):
@@ -87,6 +92,7 @@ def load_estimator(cls, path: str | os.PathLike, device: str | None = None):
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has invalid estimator parameters: {error}") from None
     fitted, architecture = content["fitted"], complete_architecture(content["architecture"])
+    _check_choice(path, fitted.get("k_scores_"), architecture["n_clusters"])
     labels = fitted["labels_"].numpy() if "labels_" in fitted else None
     if (
         labels is not None
@@ -121,11 +127,21 @@ def load_estimator(cls, path: str | os.PathLike, device: str | None = None):
             fitted["n_iter_"],
             labels,
             fitted["n_features_in_"],
+            k_scores=fitted.get("k_scores_"),
         )
     )
     if "feature_names_in_" in fitted:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
     return estimator
+
+
+def _check_choice(path, k_scores: dict | None, n_clusters) -> None:
+    """The K that a fit chose among candidates is the one that the criterion chooses from their scores."""
+    if k_scores is not None and select_n_clusters(k_scores) != n_clusters:
+        raise CheckpointError(
+            f"{path} holds the network of n_clusters={n_clusters}, but its k_scores_ {k_scores} choose "
+            f"{select_n_clusters(k_scores)}."
+        )
 
 
 def rebuild_model(architecture: dict, weights: dict, device: str) -> tuple[IMCSwAVNet, torch.device]:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imc_cluster.core.halves import to_scaled_half
 from imc_cluster.data.placement import batches
 
 __all__ = ["view_features"]
@@ -39,9 +40,9 @@ def view_features(
         The un-augmented network input of a batch.
     values : Tensor
         Encoded samples (uint8 images), on any device.
-    out : ndarray (N, 1 + V, d)
-        Receives, per sample, the features of the un-augmented view, then of its ``V`` training views (in
-        its dtype, float16 for a cache).
+    out : ndarray (N, 1 + V, d + 1), float16
+        Receives, per sample, the features of the un-augmented view, then of its ``V`` training views, each
+        as :func:`~imc_cluster.core.halves.to_scaled_half` keeps it.
     batch_size, generator, device
         Samples per pass, the source of the views' randomness, and where to run.
     dtype : torch.dtype or None
@@ -55,6 +56,6 @@ def view_features(
             size = batch.shape[0]
             views = [network_input(batch), *augment(batch, generator)]
             features = [encoder(v).float().unflatten(0, (-1, size)).transpose(0, 1) for v in views]
-            out[part] = torch.cat(features, dim=1).cpu().numpy().astype(out.dtype)
+            out[part] = to_scaled_half(torch.cat(features, dim=1)).cpu().numpy()
             if on_batch is not None:
                 on_batch(size)

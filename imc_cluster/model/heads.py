@@ -6,6 +6,8 @@ initialised on its own as the published one is, and runs them as one computation
 first layer is one ``Linear(d, H * hidden)``, the other two are batched matrix products with weights
 ``(H, in, out)``, and each BatchNorm normalises ``H * hidden`` channels, i.e. every head on its own (BatchNorm
 is per channel), each view on its own in training (:mod:`~imc_cluster.model.batchnorm`).
+:class:`CandidateHeads` holds one :class:`ClusterHeads` per candidate number of clusters, when the fit
+chooses ``K`` among several.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 from imc_cluster.model.batchnorm import ViewBatchNorm1d
 from imc_cluster.model.views import PerView, ViewSequential
 
-__all__ = ["cluster_head", "ClusterHeads"]
+__all__ = ["cluster_head", "ClusterHeads", "CandidateHeads"]
 
 
 def cluster_head(in_features: int, hidden: int, n_clusters: int) -> ViewSequential:
@@ -86,3 +88,41 @@ class ClusterHeads(nn.Module, PerView):
     def _per_head(self, h: torch.Tensor) -> torch.Tensor:
         """``(N, H * hidden)`` channels, head-major, as ``(H, N, hidden)``."""
         return h.view(h.shape[0], self.n_heads, self.hidden).transpose(0, 1)
+
+
+class CandidateHeads(nn.Module, PerView):
+    """One :class:`ClusterHeads` of ``n_heads`` heads for every candidate number of clusters.
+
+    Parameters
+    ----------
+    in_features, hidden : int
+        As in :func:`cluster_head`, for every head.
+    candidates : sequence of int
+        The candidate numbers of clusters, one :class:`ClusterHeads` each (in this order).
+    n_heads : int
+        Heads per candidate.
+
+    Attributes
+    ----------
+    candidates : tuple of int
+        The candidates.
+    groups : nn.ModuleList
+        Their :class:`ClusterHeads`.
+    """
+
+    def __init__(self, in_features: int, hidden: int, candidates, n_heads: int) -> None:
+        super().__init__()
+        self.candidates, self.n_heads = tuple(int(k) for k in candidates), n_heads
+        self.groups = nn.ModuleList(ClusterHeads(in_features, hidden, k, n_heads) for k in self.candidates)
+
+    def forward(self, x: torch.Tensor, n_views: int = 1) -> tuple[torch.Tensor, ...]:
+        """Logits ``(H, N, K_c)`` of the heads of every candidate ``K_c``, on features ``(N, d)``."""
+        return tuple(group(x, n_views) for group in self.groups)
+
+    def group(self, n_clusters: int) -> ClusterHeads:
+        """The heads of candidate ``n_clusters``."""
+        if n_clusters not in self.candidates:
+            raise ValueError(
+                f"{n_clusters} is not a candidate number of clusters: they are {self.candidates}."
+            )
+        return self.groups[self.candidates.index(n_clusters)]

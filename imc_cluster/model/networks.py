@@ -4,7 +4,8 @@ The model has four parts (docs/method.md#networks): an encoder giving a feature 
 ``Linear(d, d) -> Linear(d, 128)`` whose L2-normalised output is scored against ``K'`` L2-normalised
 prototypes; and a cluster head, an MLP on the *detached* feature, so that the mutual-information loss
 trains the head alone while the SwAV loss trains the encoder (or several heads trained together, whose
-best predicts: :mod:`~imc_cluster.model.heads`).
+best predicts: :mod:`~imc_cluster.model.heads`; or such heads for each of several candidate numbers of
+clusters, until the fit keeps those of the chosen one, :meth:`IMCSwAVNet.keep_candidate`).
 
 Every BatchNorm layer is a :mod:`~imc_cluster.model.batchnorm` layer: in training, the views of a crop size
 run through the encoder in one pass (and all views through the head in one pass), yet each view is normalised
@@ -23,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from imc_cluster.model.batchnorm import ViewBatchNorm1d, ViewBatchNorm2d
-from imc_cluster.model.heads import ClusterHeads, cluster_head
+from imc_cluster.model.heads import CandidateHeads, ClusterHeads, cluster_head
 from imc_cluster.model.views import PerView, ViewSequential, image_major
 
 __all__ = ["RESNET_LAYOUTS", "ResNetEncoder", "MLPEncoder", "IMCSwAVNet", "FeatureInput"]
@@ -172,8 +173,10 @@ class IMCSwAVNet(nn.Module):
     ----------
     encoder : nn.Module
         Maps a batch of inputs to features; must expose ``out_features`` and take ``(x, n_views)``.
-    n_clusters : int
-        Outputs ``K`` of the cluster head.
+    n_clusters : int or sequence of int
+        Outputs ``K`` of the cluster head; or candidate numbers of clusters, each with ``n_heads`` heads
+        (a :class:`~imc_cluster.model.heads.CandidateHeads`), until :meth:`keep_candidate` keeps one.
+        Until then the network predicts with the chosen head of its first candidate.
     n_prototypes : int
         Number ``K'`` of prototypes.
     projection_dim : int
@@ -184,12 +187,13 @@ class IMCSwAVNet(nn.Module):
         Cluster heads trained together on the same features: one is the published head
         (:func:`~imc_cluster.model.heads.cluster_head`), several are a
         :class:`~imc_cluster.model.heads.ClusterHeads`, whose chosen head (:meth:`select_head`) predicts.
+        Candidate numbers of clusters need at least two.
     """
 
     def __init__(
         self,
         encoder: nn.Module,
-        n_clusters: int,
+        n_clusters: int | Sequence[int],
         n_prototypes: int,
         projection_dim: int,
         head_hidden_dim: int,
@@ -200,12 +204,29 @@ class IMCSwAVNet(nn.Module):
         self.encoder = encoder
         self.projection = nn.Sequential(nn.Linear(features, features), nn.Linear(features, projection_dim))
         self.prototypes = nn.Linear(projection_dim, n_prototypes, bias=False)
-        self.n_clusters, self.n_heads = n_clusters, n_heads
-        if n_heads == 1:
+        self.n_heads = n_heads
+        if isinstance(n_clusters, Sequence):
+            if n_heads < 2:
+                raise ValueError(f"candidate numbers of clusters need n_heads >= 2, got {n_heads}.")
+            self.n_clusters = tuple(int(k) for k in n_clusters)
+            self.head = CandidateHeads(features, head_hidden_dim, self.n_clusters, n_heads)
+        elif n_heads == 1:
+            self.n_clusters = n_clusters
             self.head = cluster_head(features, head_hidden_dim, n_clusters)
         else:
+            self.n_clusters = n_clusters
             self.head = ClusterHeads(features, head_hidden_dim, n_clusters, n_heads)
         self.normalize_prototypes()
+
+    @property
+    def predicted_clusters(self) -> int:
+        """The clusters ``K`` of the head that predicts (of the first candidate, before one is kept)."""
+        return self.n_clusters[0] if isinstance(self.n_clusters, tuple) else self.n_clusters
+
+    @property
+    def candidates(self) -> tuple[int, ...] | None:
+        """The candidate numbers of clusters, or None for a network of one ``K``."""
+        return self.n_clusters if isinstance(self.n_clusters, tuple) else None
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -232,8 +253,9 @@ class IMCSwAVNet(nn.Module):
             Encoder features ``h`` of every image and view.
         scores : Tensor (V, B, n_prototypes), float32
             Prototype scores ``u_v`` of every view.
-        logits : Tensor (n_heads, V, B, n_clusters) or None
-            Logits ``y_v`` of every cluster head and view; their gradient does not reach the encoder.
+        logits : Tensor (n_heads, V, B, n_clusters), tuple of them, or None
+            Logits ``y_v`` of every cluster head and view (one tensor per candidate K with candidates);
+            their gradient does not reach the encoder.
         """
         features = self.embed(views, batch_size)
         return features, self.prototype_scores(features), self.head_logits(features) if head else None
@@ -250,47 +272,95 @@ class IMCSwAVNet(nn.Module):
     def prototype_scores(self, features: torch.Tensor) -> torch.Tensor:
         """Scores ``(V, B, K')`` of features ``(B, V, d)``: the normalised projection times the prototypes.
 
-        Projection and product run in float32 even under autocast (both are small): bf16 would round the
-        cosines by about 3e-3, i.e. about 0.06 in the ``u / eps`` that Sinkhorn-Knopp exponentiates.
+        Projection and product run in float32 even under autocast: bf16 would round the cosines by about
+        3e-3, i.e. about 0.06 in the ``u / eps`` that Sinkhorn-Knopp exponentiates. The projection's two
+        linear layers, with nothing between them, are one linear map ``W2 W1 x + (W2 b1 + b2)``, and are
+        applied as that map: the same outputs and gradients up to the order of float rounding, at a
+        fraction of the cost once a batch holds more vectors than the projection has outputs (for a
+        ResNet-50's 2048-d features, a quarter of the two layers' multiply-adds).
         """
+        first, second = self.projection
         with torch.autocast(features.device.type, enabled=False):
-            projected = F.normalize(self.projection(features.to(self.prototypes.weight.dtype)), dim=-1)
+            weight = second.weight @ first.weight
+            bias = torch.addmv(second.bias, second.weight, first.bias)
+            projected = F.normalize(F.linear(features.to(weight.dtype), weight, bias), dim=-1)
             scores = F.linear(projected, self.prototypes.weight)
         return scores.transpose(0, 1)
 
-    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """Logits ``(n_heads, V, B, K)`` of every cluster head on features ``(B, V, d)``, detached from the
-        encoder, all views in one pass, each normalised on its own."""
+        encoder, all views in one pass, each normalised on its own (one such tensor per candidate K with
+        candidates)."""
         n_images, n_views = features.shape[:2]
         logits = self._every_head(features.detach().flatten(0, 1), n_views)
+        if self.candidates is not None:
+            return tuple(group.unflatten(1, (n_images, n_views)).transpose(1, 2) for group in logits)
         return logits.unflatten(1, (n_images, n_views)).transpose(1, 2)
 
-    def _every_head(self, features: torch.Tensor, n_views: int = 1) -> torch.Tensor:
-        """Logits ``(n_heads, N, K)`` of every cluster head on features ``(N, d)``."""
+    def _every_head(
+        self, features: torch.Tensor, n_views: int = 1
+    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Logits ``(n_heads, N, K)`` of every cluster head on features ``(N, d)`` (one tensor per candidate
+        K with candidates)."""
         logits = self.head(features, n_views)
         return logits.unsqueeze(0) if self.n_heads == 1 else logits
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, K)`` of the chosen cluster head (:attr:`best_head`) on encoder features ``(N, d)``;
-        in training mode every head runs (the BatchNorm statistics of every head follow the data)."""
+        """Logits ``(N, K)`` of the chosen cluster head (:attr:`best_head`) on encoder features ``(N, d)``
+        (of the first candidate K, with candidates); in training mode every head runs (the BatchNorm
+        statistics of every head follow the data)."""
         logits = self.head(features)
-        return logits if self.n_heads == 1 else logits.index_select(0, self.head.best.view(1))[0]
+        heads = self.head
+        if self.candidates is not None:
+            logits, heads = logits[0], self.head.groups[0]
+        return logits if self.n_heads == 1 else logits.index_select(0, heads.best.view(1))[0]
 
     def cluster_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the chosen cluster head on un-augmented inputs."""
         return self.classify(self.encoder(x))
 
+    def head_clusters(self, x: torch.Tensor) -> torch.Tensor:
+        """The cluster of un-augmented inputs ``(N, ...)`` under every head, ``(N, n_heads)``; with
+        candidates ``(N, n_candidates * n_heads)``, the heads of the first candidate first."""
+        logits = self._every_head(self.encoder(x))
+        groups = logits if self.candidates is not None else (logits,)
+        return torch.cat([group.argmax(dim=-1).T for group in groups], dim=1)
+
     @property
     def best_head(self) -> int:
-        """The cluster head that predicts (0 with one head)."""
+        """The cluster head that predicts (0 with one head; of the first candidate K with candidates)."""
+        if self.candidates is not None:
+            return int(self.head.groups[0].best)
         return 0 if self.n_heads == 1 else int(self.head.best)
 
-    def select_head(self, index: int) -> None:
-        """Make head ``index`` the one that predicts; with several heads it is saved with the weights."""
-        if not 0 <= index < self.n_heads:
-            raise ValueError(f"head {index} does not exist: the network has {self.n_heads} head(s).")
+    @property
+    def best_heads(self) -> list[int]:
+        """The chosen head of every candidate K (of the one K without candidates)."""
+        if self.candidates is not None:
+            return [int(group.best) for group in self.head.groups]
+        return [self.best_head]
+
+    def select_head(self, index: int | Sequence[int]) -> None:
+        """Make head ``index`` the one that predicts; with several heads it is saved with the weights. With
+        candidates, ``index`` is one head per candidate K (an int: of the first)."""
+        indices = list(index) if isinstance(index, Sequence) else [index]
+        groups = self.head.groups if self.candidates is not None else [self.head]
+        if len(indices) > len(groups) or not all(0 <= i < self.n_heads for i in indices):
+            raise ValueError(
+                f"head {index} does not exist: the network has {self.n_heads} head(s) for each of "
+                f"{len(groups)} number(s) of clusters."
+            )
         if self.n_heads > 1:
-            self.head.best.fill_(index)
+            for group, chosen in zip(groups, indices):
+                group.best.fill_(chosen)
+
+    def keep_candidate(self, n_clusters: int) -> None:
+        """Keep the heads of candidate ``n_clusters`` alone: the network is then one of ``n_clusters``
+        clusters and ``n_heads`` heads (the same modules and weights' names), its chosen head as before."""
+        if self.candidates is None:
+            raise ValueError("keep_candidate needs a network of candidate numbers of clusters.")
+        self.head = self.head.group(n_clusters)
+        self.n_clusters = int(n_clusters)
 
     def on_features(self) -> IMCSwAVNet:
         """This network without its encoder: it takes encoder features ``(B, d)`` as its input and shares

@@ -353,7 +353,7 @@ def predict_folder(
     files = find_image_files(root)
     if output_dir is not None:
         files = _without_outputs(files, root, _output_folder(output_dir))
-    typical = TypicalImages(estimator.architecture_["n_clusters"], per_cluster)
+    typical = TypicalImages(estimator.model_.predicted_clusters, per_cluster)
     columns, paths, failures = _predict_batches(estimator, root, files, batch_size, typical, progress)
     typical.load_images(_read_typical(root, shape))
     clusters, confidence, next_clusters, next_confidence = columns

@@ -8,16 +8,21 @@
   views that its updates computed: "confidence", the mean largest cluster probability; "agreement", the
   share of images whose large views all fall in the same cluster; "clusters_used", the clusters in which at
   least one large view of the epoch falls.
+
+When the fit chooses among candidate numbers of clusters, "mi_heads", "best_head" and the progress measures
+are lists, one entry per candidate K (in increasing order), each of that candidate's heads.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from imc_cluster.training.distributed import World
 
-__all__ = ["LOSS_TERMS", "PROGRESS_MEASURES", "progress_counts", "EpochTotals"]
+__all__ = ["LOSS_TERMS", "PROGRESS_MEASURES", "progress_counts", "candidate_progress_counts", "EpochTotals"]
 
 #: names of the loss terms reported per epoch
 LOSS_TERMS = ("loss", "swav", "mi", "reg")
@@ -55,22 +60,53 @@ def progress_counts(logits: torch.Tensor, n_large: int) -> torch.Tensor:
     return torch.cat([sums, per_cluster], dim=1)
 
 
+def candidate_progress_counts(logits: Sequence[torch.Tensor], n_large: int) -> torch.Tensor:
+    """:func:`progress_counts` of the heads of every candidate K, ``(n_candidates, n_heads, 3 + max K)``: the
+    per-cluster counts of the smaller Ks padded with zeros (clusters that no view falls in)."""
+    counts = [progress_counts(group, n_large) for group in logits]
+    width = max(count.shape[1] for count in counts)
+    return torch.stack([F.pad(count, (0, width - count.shape[1])) for count in counts])
+
+
+def _head_record(heads: list[float], progress: torch.Tensor) -> dict:
+    """The record entries of one set of heads: their losses ``heads``, the best, and its measures from its
+    row of ``progress`` ``(n_heads, 3 + K)``."""
+    best = min(range(len(heads)), key=heads.__getitem__)
+    largest, agreeing, images, *per_cluster = progress[best].tolist()
+    return {
+        "mi_heads": heads,
+        "best_head": best,
+        "confidence": largest / max(sum(per_cluster), 1.0),
+        "agreement": agreeing / max(images, 1.0),
+        "clusters_used": sum(count > 0 for count in per_cluster),
+    }
+
+
 class EpochTotals:
     """Running sums of the outputs of an epoch's steps, on the device.
 
     Parameters
     ----------
-    n_heads, n_clusters : int
-        Cluster heads of the network, and clusters of each.
+    n_heads : int
+        Cluster heads of the network (of each candidate K).
+    n_clusters : int or sequence of int
+        Clusters of each head, or the candidate Ks (whose steps give their heads' terms per candidate:
+        ``mi_heads`` ``(n_candidates, n_heads)`` and :func:`candidate_progress_counts`).
     device : torch.device
         Where the steps' outputs are.
     """
 
-    def __init__(self, n_heads: int, n_clusters: int, device: torch.device) -> None:
+    def __init__(self, n_heads: int, n_clusters: int | Sequence[int], device: torch.device) -> None:
         self.terms = torch.zeros(len(LOSS_TERMS), device=device)
         self.counts = [0] * len(LOSS_TERMS)
-        self.heads = torch.zeros(n_heads, device=device)
-        self.progress = torch.zeros(n_heads, _SUMS + n_clusters, device=device)
+        if isinstance(n_clusters, Sequence):
+            self.candidates = len(n_clusters)
+            self.heads = torch.zeros(self.candidates, n_heads, device=device)
+            self.progress = torch.zeros(self.candidates, n_heads, _SUMS + max(n_clusters), device=device)
+        else:
+            self.candidates = None
+            self.heads = torch.zeros(n_heads, device=device)
+            self.progress = torch.zeros(n_heads, _SUMS + n_clusters, device=device)
 
     def add(self, step: dict[str, torch.Tensor]) -> torch.Tensor:
         """Add the outputs of a step (:meth:`~imc_cluster.training.trainer.Trainer.step`); returns its loss
@@ -92,24 +128,22 @@ class EpochTotals:
         """Every sum averaged over the ranks of ``world``, in one collective: the means and the measures are
         then those of the global batches."""
         sizes = [self.terms.numel(), self.heads.numel(), self.progress.numel()]
-        flat = world.mean(torch.cat([self.terms, self.heads, self.progress.flatten()]))
+        flat = world.mean(torch.cat([self.terms, self.heads.flatten(), self.progress.flatten()]))
         terms, heads, progress = flat.split(sizes)
-        self.terms, self.heads, self.progress = terms, heads, progress.view_as(self.progress)
+        self.terms, self.heads = terms, heads.view_as(self.heads)
+        self.progress = progress.view_as(self.progress)
 
     def record(self) -> dict:
-        """The epoch's record (see the module docstring), read from the device at once."""
-        n_terms, n_heads = len(LOSS_TERMS), self.heads.numel()
+        """The epoch's record (see the module docstring), read from the device at once; with candidate Ks,
+        the heads' entries are lists of one value per candidate."""
+        n_terms = len(LOSS_TERMS)
         head_updates = max(self.counts[LOSS_TERMS.index("mi")], 1)
-        values = torch.cat([self.means(), self.heads / head_updates, self.progress.flatten()]).cpu()
-        means, heads, progress = values.split([n_terms, n_heads, self.progress.numel()])
-        heads = heads.tolist()
-        best = min(range(n_heads), key=heads.__getitem__)
-        largest, agreeing, images, *per_cluster = progress.view(n_heads, -1)[best].tolist()
-        return {
-            **dict(zip(LOSS_TERMS, means.tolist())),
-            "mi_heads": heads,
-            "best_head": best,
-            "confidence": largest / max(sum(per_cluster), 1.0),
-            "agreement": agreeing / max(images, 1.0),
-            "clusters_used": sum(count > 0 for count in per_cluster),
-        }
+        flat = [self.means(), self.heads.flatten() / head_updates, self.progress.flatten()]
+        values = torch.cat(flat).cpu()
+        means, heads, progress = values.split([n_terms, self.heads.numel(), self.progress.numel()])
+        record = dict(zip(LOSS_TERMS, means.tolist()))
+        heads, progress = heads.view(self.heads.shape), progress.view(self.progress.shape)
+        if self.candidates is None:
+            return {**record, **_head_record(heads.tolist(), progress)}
+        groups = [_head_record(group.tolist(), counts) for group, counts in zip(heads, progress)]
+        return {**record, **{key: [group[key] for group in groups] for key in groups[0]}}

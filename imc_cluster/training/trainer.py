@@ -11,6 +11,9 @@ from labelled images only, and, as in the published code, over at least one batc
 a :class:`HeadBank` keeps the detached features and prototype scores of the labelled images of
 consecutive batches, and when it holds a batch size of them the step adds the head's terms over the whole
 bank and empties it. The encoder and the prototypes learn from every image at every step.
+
+A network of candidate numbers of clusters trains the heads of every candidate together, each on its own
+loss; the epoch's record then holds the heads' entries per candidate.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from imc_cluster.model.networks import IMCSwAVNet
 from imc_cluster.model.objectives import logit_penalty, mutual_information_losses, swav_loss
 from imc_cluster.training.distributed import World, replicate
 from imc_cluster.training.headbank import HeadBank
-from imc_cluster.training.progress import EpochTotals, progress_counts
+from imc_cluster.training.progress import EpochTotals, candidate_progress_counts, progress_counts
 
 __all__ = ["TrainingConfig", "Trainer", "DivergenceError"]
 
@@ -108,15 +111,14 @@ class Trainer:
         self.world = world
         self.group = None if world is None else world.group
         self._replicas: dict[bool, DistributedDataParallel] = {}
-        # one fused kernel on CUDA, multi-tensor (foreach) kernels on the CPU: not one launch per parameter
-        cuda = next(model.parameters()).is_cuda
+        # one fused kernel for every parameter, on CUDA and on the CPU (a third of the multi-tensor
+        # kernels' time there): not one launch per parameter
         self.optimizer = torch.optim.Adam(
             model.parameters(),
             lr=config.learning_rate,
             betas=config.betas,
             weight_decay=config.weight_decay,
-            fused=cuda or None,
-            foreach=None if cuda else True,
+            fused=True,
         )
         self.updates = 0
         self.epoch = 0
@@ -147,13 +149,18 @@ class Trainer:
         ]
 
     def objectives(
-        self, scores: torch.Tensor, logits: torch.Tensor | None, head_scores: torch.Tensor | None = None
+        self,
+        scores: torch.Tensor,
+        logits: torch.Tensor | Sequence[torch.Tensor] | None,
+        head_scores: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The loss terms from the networks' outputs: prototype scores ``(V, B, K')``, logits ``(H, V, B, K)``
-        of the ``H`` cluster heads.
+        of the ``H`` cluster heads (a sequence of them, one per candidate K, with candidates).
 
-        "mi" and "reg" are sums over the heads, "mi_heads" each head's mutual information, and "progress"
-        the heads' :func:`~imc_cluster.training.progress.progress_counts`. ``logits`` None leaves out the
+        "mi" and "reg" are sums over the heads (of every candidate), "mi_heads" each head's mutual
+        information (``(n_candidates, H)`` with candidates), and "progress" the heads'
+        :func:`~imc_cluster.training.progress.progress_counts` (or
+        :func:`~imc_cluster.training.progress.candidate_progress_counts`). ``logits`` None leaves out the
         heads' terms (those four are then absent); ``head_scores`` are the prototype scores that the heads'
         terms read, when they are not ``scores`` (the bank's).
         """
@@ -169,13 +176,26 @@ class Trainer:
         if logits is None:
             return {"loss": swav, "swav": swav}
         target = scores if head_scores is None else head_scores
-        heads = mutual_information_losses(logits, target, cfg.temperature, cfg.marginal_weight, self.group)
+        if isinstance(logits, torch.Tensor):
+            heads, reg = self._head_terms(logits, target)
+            progress = progress_counts(logits, cfg.n_large_crops)
+        else:  # candidate Ks: every head of every candidate on its own loss
+            parts = [self._head_terms(group, target) for group in logits]
+            heads, reg = torch.stack([part[0] for part in parts]), sum(part[1] for part in parts)
+            progress = candidate_progress_counts(logits, cfg.n_large_crops)
         mi = heads.sum()  # the parameters of each head get the gradient of its own loss alone
+        terms = {"swav": swav, "mi": mi, "reg": reg, "mi_heads": heads}
+        return {"loss": swav + mi + reg, **terms, "progress": progress}
+
+    def _head_terms(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each head's mutual-information loss ``(H,)`` and the sum of the heads' logit penalties, for
+        logits ``(H, V, B, K)``."""
+        cfg = self.config
+        heads = mutual_information_losses(logits, target, cfg.temperature, cfg.marginal_weight, self.group)
         # the mean over the views of every head, times the heads: the sum of the heads' penalties
         views, n_heads = logits.flatten(0, 1), logits.shape[0]
         reg = logit_penalty(views, cfg.logit_penalty, cfg.logit_threshold, self.group) * n_heads
-        terms = {"swav": swav, "mi": mi, "reg": reg, "mi_heads": heads}
-        return {"loss": swav + mi + reg, **terms, "progress": progress_counts(logits, cfg.n_large_crops)}
+        return heads, reg
 
     def losses(
         self, views: Sequence[torch.Tensor], batch_size: int, head_mask: torch.Tensor | None = None

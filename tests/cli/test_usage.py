@@ -8,7 +8,7 @@ import re
 import pytest
 
 from imc_cluster.cli.parser import build_parser, parse_args
-from imc_cluster.cli.usage import SPELLING_NOTE, duration, freeze_choice
+from imc_cluster.cli.usage import SPELLING_NOTE, cluster_counts, duration, freeze_choice
 
 #: the least each command needs
 REQUIRED = {
@@ -31,7 +31,8 @@ def _value(action: argparse.Action, folder: str) -> list[str]:
     if action.choices:
         value = str(next(iter(action.choices)))
     else:
-        value = {int: "3", float: "0.5", duration: "90s", freeze_choice: "true"}.get(action.type, folder)
+        examples = {int: "3", float: "0.5", duration: "90s", freeze_choice: "true", cluster_counts: "3"}
+        value = examples.get(action.type, folder)
     count = action.nargs if isinstance(action.nargs, int) else 1
     return [value] * count
 

@@ -15,3 +15,12 @@ def test_precision_and_checkpointing_options(tiny, rgb_images):
     assert components.training_dtype("auto", torch.device("cpu")) is None
     with pytest.raises(ValueError, match="precision"):
         tiny(precision="float16").fit(images)
+
+
+def test_networks_on_frozen_features_train_in_the_features_dtype():
+    cpu = torch.device("cpu")
+    for precision in ("auto", "bfloat16", "float32"):
+        wanted = components.extraction_dtype(precision, cpu)
+        assert components.training_dtype(precision, cpu, frozen=True) == wanted
+    assert components.training_dtype("float32", cpu, frozen=True) is None
+    assert components.training_dtype("bfloat16", cpu, frozen=True) == torch.bfloat16

@@ -28,6 +28,7 @@ from torch import nn
 from imc_cluster import IMCSwAVClustering
 from imc_cluster.checkpoints.files import CheckpointError, load_checkpoint, save_checkpoint
 from imc_cluster.core.cache import CACHE_ENV
+from imc_cluster.core.halves import from_scaled_half
 from imc_cluster.data.encoder import InputEncoder
 from imc_cluster.data.folders import load_image_folder
 from imc_cluster.estimator import components, fitting
@@ -407,9 +408,10 @@ def test_the_cache_holds_every_views_features_in_float16(base_cache, images):
     assert _features_files(folder) == [file]
     features = np.load(file)
     assert features.dtype == np.float16
-    assert features.shape == (4, 1 + SMALL["n_large_crops"] + SMALL["n_small_crops"], 64)
-    evaluation = est.transform(images)  # the first view is the un-augmented centre crop
-    np.testing.assert_allclose(features[:, 0], evaluation, rtol=2e-3, atol=2e-3 * np.abs(evaluation).max())
+    assert features.shape == (4, 1 + SMALL["n_large_crops"] + SMALL["n_small_crops"], 64 + 1)  # + the scale
+    features = from_scaled_half(torch.from_numpy(features)).numpy()
+    evaluation = est.transform(images)  # the first view is the un-augmented centre crop: the same values
+    np.testing.assert_array_equal(features[:, 0], evaluation)
     assert not np.allclose(features[:, 1], features[:, 0], atol=1e-2)  # the others are augmented
     assert not list((folder / "features").glob("*partial*"))
 
@@ -472,7 +474,7 @@ def test_what_changes_the_features_makes_another_cache_file(
     assert len(files) == 2 and old in files
     (new,) = set(files) - {old}
     views = 1 + SMALL["n_large_crops"] + params.get("n_small_crops", SMALL["n_small_crops"])
-    assert np.load(new, mmap_mode="r").shape == (4, views, 64)
+    assert np.load(new, mmap_mode="r").shape == (4, views, 64 + 1)
 
 
 def test_a_partial_file_of_a_killed_run_is_not_used(cache_copy, base_cache, images, weights, extractions):

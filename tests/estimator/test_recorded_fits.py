@@ -1,16 +1,24 @@
 """Moving input handling, the checkpoint format and the epoch loop out of the estimator changed no result:
 fits of several configurations give the same weights (bit for bit), labels, losses and metrics on the CPU
-as the code before the move, whose values ``tests/recorded/before_restructuring.json`` records."""
+as the code before the move, whose values ``tests/recorded/before_restructuring.json`` records.
+
+A change meant to alter the arithmetic records them again (``IMC_CLUSTER_RECORD=1 python -m pytest
+tests/estimator/test_recorded_fits.py`` rewrites the file), and says so in its commit. Recorded again with
+the projection applied as one composed linear map and Adam's fused CPU kernel (the same computation up to
+the order of float rounding: tests/training/test_fidelity.py compares it with the published step).
+"""
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-RECORDED = json.loads((Path(__file__).parents[1] / "recorded" / "before_restructuring.json").read_text())
+RECORDING = Path(__file__).parents[1] / "recorded" / "before_restructuring.json"
+RECORDED = json.loads(RECORDING.read_text())
 
 
 def data():
@@ -47,6 +55,14 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fit_equals_the_recorded_fit_of_the_code_before_the_move(name, tiny):
     est = CASES[name](tiny, *data())
+    if os.environ.get("IMC_CLUSTER_RECORD") == "1":
+        RECORDED[name] = {
+            "weights_sha256": weights_digest(est),
+            "labels": est.labels_.tolist(),
+            "losses": [r["loss"] for r in est.history_],
+            "acc": [r.get("acc") for r in est.history_],
+        }
+        RECORDING.write_text(json.dumps(RECORDED, separators=(",", ":")))
     recorded = RECORDED[name]
     assert weights_digest(est) == recorded["weights_sha256"]
     assert est.labels_.tolist() == recorded["labels"]

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -334,6 +335,69 @@ def test_a_distributed_fit_differs_from_one_process_only_by_its_random_streams(f
         weights(single)["prototypes.weight"], results[0]["weights"]["prototypes.weight"]
     )
     assert single.history_[0]["loss"] == pytest.approx(results[0]["history"][0]["loss"], rel=0.2)
+
+
+# ------------------------------------------------------------------ candidate Ks in a distributed fit
+
+#: candidate Ks: two heads for each of 2 and 3
+CANDIDATES = dict(n_clusters=(2, 3), n_heads=2)
+#: the samples the heads learn from (the head bank, whose steps leave the heads out): two of every three
+MASK = np.arange(100) % 3 != 0
+
+
+class _KeepFirstEpoch:
+    """Copies the checkpoint of the first epoch aside (a callback: on rank 0)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def __call__(self, estimator, record) -> None:
+        if record["epoch"] == 1:
+            shutil.copy(f"{self.folder}/straight.cpt", f"{self.folder}/first.cpt")
+
+
+def candidate_fits(rank: int, port: int, folder: str, results) -> None:
+    """On each rank: 2 epochs of candidate Ks with a head mask, whose checkpoint of the first epoch is kept;
+    that checkpoint resumed to 2 epochs."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        params = {**PARAMS, **CANDIDATES, "max_epochs": 2}
+        straight = IMCSwAVClustering(**params, checkpoint_path=f"{folder}/straight.cpt")
+        straight.fit(images(), head_mask=MASK, callbacks=[_KeepFirstEpoch(folder)])
+        resumed = IMCSwAVClustering.load(f"{folder}/first.cpt")
+        assert resumed.architecture_["n_clusters"] == [2, 3]  # every candidate, before the choice
+        resumed.set_params(max_epochs=2, warm_start=True).fit(images(), head_mask=MASK)
+        results[rank] = {
+            name: (est.n_clusters_, est.k_scores_, est.labels_, est.predict_proba(images()))
+            for name, est in (("straight", straight), ("resumed", resumed))
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def candidate_ranks(tmp_path_factory, spawn) -> dict:
+    folder = tmp_path_factory.mktemp("ddp_candidates")
+    with mp.Manager() as manager:
+        results = manager.dict()
+        spawn(candidate_fits, (free_port(), str(folder), results), nprocs=2)
+        return dict(results)
+
+
+def test_every_rank_chooses_the_same_k_and_model(candidate_ranks):
+    zero, one = candidate_ranks[0]["straight"], candidate_ranks[1]["straight"]
+    assert zero[0] in (2, 3) and sorted(zero[1]) == [2, 3]
+    assert zero[0] == one[0] and zero[1] == one[1]
+    assert zero[2].shape == (100,) and np.array_equal(zero[2], one[2])
+    np.testing.assert_array_equal(zero[3], one[3])
+    assert zero[3].shape == (100, zero[0])
+
+
+def test_a_resumed_candidate_fit_ends_as_the_straight_one(candidate_ranks):
+    for rank in (0, 1):
+        straight, resumed = candidate_ranks[rank]["straight"], candidate_ranks[rank]["resumed"]
+        assert resumed[0] == straight[0] and resumed[1] == straight[1]
+        np.testing.assert_array_equal(resumed[3], straight[3])
 
 
 def torchrun(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -4,7 +4,13 @@ measures of that head, against direct computations."""
 import pytest
 import torch
 
-from imc_cluster.training.progress import LOSS_TERMS, PROGRESS_MEASURES, EpochTotals, progress_counts
+from imc_cluster.training.progress import (
+    LOSS_TERMS,
+    PROGRESS_MEASURES,
+    EpochTotals,
+    candidate_progress_counts,
+    progress_counts,
+)
 
 #: logits (1 head, 3 views, 4 images, 3 clusters): the 2 large views put images 0..3 in clusters (0, 0),
 #: (2, 2), (0, 0) and (2, 0); the small view, in cluster 1 for all, never counts
@@ -76,3 +82,27 @@ def test_an_epoch_without_head_updates_reports_zeros():
     record = totals.record()
     assert record["mi_heads"] == [0.0] * 3 and record["best_head"] == 0
     assert [record[name] for name in PROGRESS_MEASURES] == [0.0, 0.0, 0]
+
+
+def test_candidate_ks_report_each_candidates_heads():
+    """Two candidates (K=3 and K=2) of 2 heads: every head entry is a list, one per candidate, each from
+    that candidate's own heads (the smaller K's per-cluster counts padded)."""
+    small = LOGITS[..., :2]  # K=2: the first two clusters of the same views
+    both = [torch.cat([LOGITS, -LOGITS]), torch.cat([-small, small])]
+    totals = EpochTotals(2, (3, 2), torch.device("cpu"))
+    mi_heads = torch.tensor([[-1.0, -3.0], [-2.0, -0.5]])
+    totals.add(
+        {
+            "loss": torch.tensor(1.0),
+            "swav": torch.tensor(0.5),
+            "mi": mi_heads.sum(),
+            "reg": torch.tensor(0.0),
+            "mi_heads": mi_heads,
+            "progress": candidate_progress_counts(both, 2),
+        }
+    )
+    record = totals.record()
+    assert record["mi_heads"] == [[-1.0, -3.0], [-2.0, -0.5]] and record["best_head"] == [1, 0]
+    first, second = direct_measures(-LOGITS[0]), direct_measures(-small[0])
+    for name in PROGRESS_MEASURES:
+        assert record[name] == pytest.approx([first[name], second[name]], rel=1e-6)

@@ -124,3 +124,27 @@ def images(n=12, shape=(8, 8, 3), dtype=np.uint8):
 def test_batch_larger_than_the_data_still_trains(tiny):
     est = tiny(batch_size=500).fit(images())
     assert est.history_[0]["updates"] == 1 and est.labels_.shape == (12,)
+
+
+def test_candidate_ks_train_every_head_of_every_candidate(training_config):
+    """Candidates (2, 4) of 2 heads: "mi" is the sum of the four heads' losses, the record holds them per
+    candidate, and every candidate's best head is selected."""
+    torch.manual_seed(0)
+    model = IMCSwAVNet(
+        MLPEncoder(6, width=2), (2, 4), n_prototypes=8, projection_dim=4, head_hidden_dim=8, n_heads=2
+    )
+    cfg = training_config(batch_size=8, n_large_crops=2, warmup_updates=0)
+    trainer = Trainer(model, vector_views, cfg, torch.Generator().manual_seed(0))
+    start = [group.output.weight.detach().clone() for group in model.head.groups]
+    record = trainer.train_epoch(torch.randn(8, 6))
+    heads = record["mi_heads"]
+    assert [len(group) for group in heads] == [2, 2]
+    assert sum(map(sum, heads)) == pytest.approx(record["mi"], rel=1e-5)
+    assert (
+        record["best_head"] == [min(range(2), key=group.__getitem__) for group in heads] == model.best_heads
+    )
+    assert len(record["clusters_used"]) == 2 and all(
+        1 <= used <= k for used, k in zip(record["clusters_used"], (2, 4))
+    )
+    moved = [not torch.equal(a, group.output.weight) for a, group in zip(start, model.head.groups)]
+    assert moved == [True, True]
