@@ -27,13 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 from imc_cluster.augmentation.cached import EVALUATION_VIEW
-from imc_cluster.core.cache import cache_folder
+from imc_cluster.core.cache import cache_folder, cache_root
+from imc_cluster.core.halves import from_scaled_half, to_scaled_half
 from imc_cluster.data import arrays as data_lib
 from imc_cluster.estimator import components
 from imc_cluster.estimator.fitted import Fitted
 from imc_cluster.inference.features import view_features
 from imc_cluster.inference.outputs import run
-from imc_cluster.inference.store import FeatureStore, feature_store, image_digests
+from imc_cluster.inference.store import FeatureStore, feature_store, image_digests, warn_unkept
 
 __all__ = ["EXTRACTION_BATCH", "cached_view_features", "evaluation_features", "frozen_outputs"]
 
@@ -152,7 +153,12 @@ def evaluation_features(params: dict, fitted: Fitted, values: torch.Tensor) -> t
             bfloat16=dtype is not None,
         )
 
-    return _store(params, fitted).features(values, compute)
+    try:
+        store = _store(params, fitted)
+    except OSError as error:  # no cache folder can be made: the same features, not kept
+        warn_unkept(params["cache_dir"] or cache_root(), error)
+        return from_scaled_half(to_scaled_half(compute(values)))
+    return store.features(values, compute)
 
 
 def frozen_outputs(network: str, params: dict, fitted: Fitted, values: torch.Tensor) -> torch.Tensor:

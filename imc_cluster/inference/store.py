@@ -19,6 +19,7 @@ import hashlib
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,11 +28,21 @@ import torch
 
 from imc_cluster.core.halves import from_scaled_half, to_scaled_half
 
-__all__ = ["FeatureStore", "feature_store", "image_digests"]
+__all__ = ["FeatureStore", "feature_store", "image_digests", "warn_unkept"]
 
 _DIGEST = np.dtype("V16")
 _DIGESTS_SUFFIX = ".digests.npy"
 _FEATURES_SUFFIX = ".features.npy"
+
+
+def warn_unkept(folder: str | os.PathLike, error: OSError) -> None:
+    """Warn that features could not be kept in ``folder`` (they are computed again next time)."""
+    warnings.warn(
+        f"The encoder's features could not be kept in {folder} ({error}); they will be computed again "
+        "next time. Set cache_dir (or IMC_CLUSTER_CACHE_DIR) to a writable folder.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def image_digests(values: torch.Tensor) -> np.ndarray:
@@ -74,7 +85,10 @@ class FeatureStore:
             index = torch.from_numpy(missing).to(values.device)
             computed = to_scaled_half(compute(values.index_select(0, index))).cpu().numpy()
             out[missing] = computed
-            self.add(digests[missing], computed)
+            try:
+                self.add(digests[missing], computed)
+            except OSError as error:  # a full disk, a read-only cache: the features are right, not kept
+                warn_unkept(self.folder, error)
         return from_scaled_half(torch.from_numpy(out))
 
     def lookup(self, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +132,7 @@ class FeatureStore:
         digests and their ``(shard, row)``."""
         try:
             entries = [e.name for e in os.scandir(self.folder) if e.name.endswith(_DIGESTS_SUFFIX)]
-        except FileNotFoundError:
+        except OSError:  # no folder yet, or not a folder: an empty store
             entries = []
         with self._lock:
             listed = sorted(name[: -len(_DIGESTS_SUFFIX)] for name in entries)

@@ -2,6 +2,8 @@
 without running the encoder again, in the fit's precision, so that ``predict`` gives ``labels_``, and a
 checkpoint loaded elsewhere (empty cache) predicts the same."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,19 @@ def test_random_frozen_encoders_of_other_seeds_share_no_features(frozen_fit, pho
                 est.inputs_.network_input(torch.from_numpy(photos[1]).permute(0, 3, 1, 2))
             )
         np.testing.assert_allclose(kept, computed.numpy(), rtol=0.02, atol=0.02 * np.abs(kept).max())
+
+
+@pytest.mark.parametrize("where", ["cache folder", "store"])
+def test_a_cache_that_cannot_be_written_still_predicts(frozen_fit, photos, tmp_path, where):
+    fitted = frozen_fit()
+    expected = fitted.predict_proba(photos[1])
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    if where == "cache folder":  # no cache folder can be made under a file
+        fitted.set_params(cache_dir=str(blocker / "cache"))
+    else:  # the store's folder is a file: no shard can be written
+        store = next((tmp_path / "cache" / "features").glob("encoder-*"))
+        shutil.rmtree(store)
+        store.write_text("not a folder")
+    with pytest.warns(RuntimeWarning, match="could not be kept"):
+        np.testing.assert_array_equal(fitted.predict_proba(photos[1]), expected)
