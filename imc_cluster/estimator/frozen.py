@@ -71,6 +71,13 @@ def _store(params: dict, fitted: Fitted) -> FeatureStore:
     return feature_store(folder, fitted.model.encoder.out_features)
 
 
+def _ready(fitted: Fitted) -> None:
+    """The network on the fit's device, its encoder in channels-last (oneDNN's fast convolutions, as its
+    inputs are), for the encoder's passes."""
+    fitted.model.to(fitted.device)
+    fitted.model.encoder.to(memory_format=torch.channels_last)
+
+
 def _key(params: dict, fitted: Fitted, digests: np.ndarray, dtype: torch.dtype | None) -> str:
     """The cache file's name: a digest of everything its content depends on."""
     views = (
@@ -112,8 +119,7 @@ def _compute(params: dict, fitted: Fitted, values: torch.Tensor, dtype, path) ->
     partial = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial.npy")
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
     generator = torch.Generator(fitted.device).manual_seed(fitted.training_state["seed"])
-    fitted.model.to(fitted.device)
-    fitted.model.encoder.to(memory_format=torch.channels_last)  # oneDNN's fast convolutions, as the inputs
+    _ready(fitted)
     try:
         with tqdm(total=shape[0], disable=not params["verbose"], desc="features", unit="image") as bar:
             view_features(
@@ -142,7 +148,7 @@ def evaluation_features(params: dict, fitted: Fitted, values: torch.Tensor) -> t
     dtype = components.extraction_dtype(params["precision"], fitted.device)
 
     def compute(missing: torch.Tensor) -> torch.Tensor:
-        fitted.model.encoder.to(memory_format=torch.channels_last)
+        _ready(fitted)
         return run(
             fitted.model,
             fitted.model.encoder,

@@ -86,7 +86,7 @@ class FeatureStore:
             computed = to_scaled_half(compute(values.index_select(0, index))).cpu().numpy()
             out[missing] = computed
             try:
-                self.add(digests[missing], computed)
+                self._write(digests[missing], computed)  # just looked up: none is held
             except OSError as error:  # a full disk, a read-only cache: the features are right, not kept
                 warn_unkept(self.folder, error)
         return from_scaled_half(torch.from_numpy(out))
@@ -115,12 +115,16 @@ class FeatureStore:
         """Keep ``features`` (``(n, d + 1)``, as :func:`~imc_cluster.core.halves.to_scaled_half` gives them)
         of the images of ``digests``, those the store does not hold yet."""
         found, _ = self.lookup(digests)
-        digests, first = np.unique(digests[~found], return_index=True)
+        self._write(digests[~found], np.asarray(features, np.float16)[~found])
+
+    def _write(self, digests: np.ndarray, features: np.ndarray) -> None:
+        """Write one shard of ``features`` ``(n, d + 1)`` float16, each image's once."""
+        digests, first = np.unique(digests, return_index=True)
         if not digests.size:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"{os.getpid()}-{uuid.uuid4().hex}"
-        features = np.asarray(features, np.float16)[~found][first]
+        features = features[first]
         for suffix, array in ((_FEATURES_SUFFIX, features), (_DIGESTS_SUFFIX, digests)):
             partial = self.folder / f".{name}{suffix}.partial"
             with open(partial, "wb") as handle:
