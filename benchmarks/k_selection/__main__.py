@@ -8,6 +8,11 @@ criterion chooses the candidate it scores highest; the report counts how often t
 
     python -m benchmarks.k_selection            # the study, written to benchmarks/results/k_selection_cpu.md
     python -m benchmarks.k_selection --quick    # a smoke test: two small data sets, three candidates each
+    python -m benchmarks.k_selection --candidates   # one fit per data set, every candidate K in it
+
+With ``--candidates`` the estimator chooses K (its report: benchmarks/results/k_candidates_cpu.md), the
+digits fits run half the digits preset's schedule (75 epochs, its warm-up, its milestones scaled), and the
+report is written again after every data set, so that a run cut short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import warnings
 import numpy as np
 
 from benchmarks.common import machine
+from benchmarks.k_selection.candidates import candidates_report, run_candidates
 from benchmarks.k_selection.data import N_HEADS, Study, studies
 from benchmarks.k_selection.report import report
 from benchmarks.k_selection.scoring import scores
@@ -27,6 +33,8 @@ from imc_cluster import IMCSwAVClustering
 
 #: where the full study writes its report
 RESULTS = "benchmarks/results/k_selection_cpu.md"
+#: where the study through the estimator's choice (``--candidates``) writes its report
+CANDIDATE_RESULTS = "benchmarks/results/k_candidates_cpu.md"
 #: the seed of every fit
 SEED = 0
 
@@ -63,17 +71,35 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="a smoke test (printed, not written)")
-    parser.add_argument("--output", help=f"markdown report (default: {RESULTS}; none with --quick)")
+    parser.add_argument(
+        "--candidates", action="store_true", help="one fit per data set, the estimator choosing K"
+    )
+    parser.add_argument(
+        "--output", help=f"markdown report (default: {RESULTS}, or {CANDIDATE_RESULTS}; none with --quick)"
+    )
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    chosen = studies(args.quick)
-    results = [(study, run_study(study)) for study in chosen]
     command = "python -m " + " ".join(
         ["benchmarks.k_selection", *(argv if argv is not None else sys.argv[1:])]
     )
-    text = report(results, command, machine(), time.perf_counter() - start, N_HEADS, SEED)
+    default = CANDIDATE_RESULTS if args.candidates else RESULTS
+    output = args.output or (None if args.quick else default)
+    start = time.perf_counter()
+    chosen = studies(args.quick, candidates=args.candidates)
+    if args.candidates:
+        results = []
+        for study in chosen:
+            results.append((study, run_candidates(study)))
+            text = candidates_report(results, command, machine(), time.perf_counter() - start)
+            _write(output, text)
+    else:
+        results = [(study, run_study(study)) for study in chosen]
+        text = report(results, command, machine(), time.perf_counter() - start, N_HEADS, SEED)
+        _write(output, text)
     print("\n" + text)
-    output = args.output or (None if args.quick else RESULTS)
+
+
+def _write(output: str | None, text: str) -> None:
+    """Write the report to ``output``, if any."""
     if output:
         with open(output, "w") as handle:
             handle.write(text)

@@ -48,26 +48,45 @@ def blobs(n_centers: int, n_features: int, candidates: list[int], epochs: int, n
     return Study(f"blobs K={n_centers}, {n_features}-d, {n_samples} samples", X, y, candidates, config)
 
 
-def digits(classes: int, candidates: list[int], epochs: int) -> Study:
+def digits(classes: int, candidates: list[int], epochs: int, scaled: bool = False) -> Study:
     """The digits 0 to ``classes - 1`` as 8x8 images, with the digits preset's settings but ``epochs``
-    epochs and a warm-up of 10 updates."""
+    epochs: with ``scaled``, the preset's warm-up and its learning-rate milestones scaled to ``epochs``;
+    else a warm-up of 10 updates (and milestones beyond the fit)."""
     X, y = load_digits(return_X_y=True)
     keep = y < classes
-    config = {**DIGITS_CONFIG, "max_epochs": epochs, "warmup_updates": 10, "n_heads": N_HEADS}
+    if scaled:
+        fraction = epochs / DIGITS_CONFIG["max_epochs"]
+        schedule = {"lr_milestones": tuple(round(m * fraction) for m in DIGITS_CONFIG["lr_milestones"])}
+    else:
+        schedule = {"warmup_updates": 10}
+    config = {**DIGITS_CONFIG, "max_epochs": epochs, **schedule, "n_heads": N_HEADS}
     name = f"digits 0-{classes - 1}, {int(keep.sum())} images"
     return Study(name, X[keep], y[keep], candidates, config)
 
 
-def studies(quick: bool) -> list[Study]:
-    """The study's data sets; ``quick`` gives two small ones with three candidates each (a smoke test)."""
+#: the candidate Ks of each digits subset, by its number of classes
+DIGITS_CANDIDATES = {3: [2, 3, 4, 5, 6], 5: [3, 4, 5, 6, 8], 7: [5, 6, 7, 8, 9], 10: [7, 9, 10, 11, 13]}
+#: the blobs of the study: (centres, dimensions)
+BLOBS = ((3, 16), (5, 24), (8, 32))
+
+
+#: epochs of the candidates study's digits fits: half the digits preset's schedule
+SCALED_EPOCHS = 75
+
+
+def studies(quick: bool, candidates: bool = False) -> list[Study]:
+    """The study's data sets; ``quick`` gives two small ones with three candidates each (a smoke test).
+    The digits fits are short (15, 9, 6 and 5 epochs, fewer for more images), or, for the study through
+    the estimator's choice (``candidates``), half the digits preset's schedule (:data:`SCALED_EPOCHS`)."""
     if quick:
         return [blobs(3, 16, [2, 3, 4], 10, 300), digits(3, [2, 3, 4], 2)]
+    short_epochs = {3: 15, 5: 9, 7: 6, 10: 5}
     return [
-        blobs(3, 16, list(range(2, 13)), 15, 600),
-        blobs(5, 24, list(range(2, 13)), 15, 600),
-        blobs(8, 32, list(range(2, 13)), 15, 600),
-        digits(3, [2, 3, 4, 5, 6], 15),
-        digits(5, [3, 4, 5, 6, 8], 9),
-        digits(7, [5, 6, 7, 8, 9], 6),
-        digits(10, [7, 9, 10, 11, 13], 5),
+        *(blobs(k, d, list(range(2, 13)), 15, 600) for k, d in BLOBS),
+        *(
+            digits(classes, ks, SCALED_EPOCHS, scaled=True)
+            if candidates
+            else digits(classes, ks, short_epochs[classes])
+            for classes, ks in DIGITS_CANDIDATES.items()
+        ),
     ]

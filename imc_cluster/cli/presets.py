@@ -21,9 +21,10 @@ class Preset(NamedTuple):
 #: presets of ``train`` (``--preset NAME``); a data set's own preset (same name) is its default
 PRESETS: dict[str, Preset] = {
     # 8x8 digits: a narrow ResNet-18, gentle crops, no mirroring (it changes digits), a CPU-sized schedule;
-    # ACC 0.964 (0.005) over 3 seeds in 4 minutes each on 2 cores (benchmarks/results/digits.md)
+    # ACC 0.948 (0.023) over 5 seeds, 0.903 to 0.967, in 5 to 6 minutes each on 2 idle cores
+    # (benchmarks/results/digits_heads.md)
     "digits": Preset(
-        "scikit-learn's 8x8 digits on a CPU, ACC about 0.96 in 4 minutes (the default of --dataset digits)",
+        "scikit-learn's 8x8 digits on a CPU, ACC about 0.95 in 6 minutes (the default of --dataset digits)",
         dict(
             epochs=150,
             prototypes=100,

@@ -31,10 +31,10 @@ from torch.nn.parallel import DistributedDataParallel
 from imc_cluster.data.placement import gather
 from imc_cluster.model.batchnorm import synchronized_batch_norm
 from imc_cluster.model.networks import IMCSwAVNet
-from imc_cluster.model.objectives import logit_penalty, mutual_information_losses, swav_loss
 from imc_cluster.training.distributed import World, replicate
 from imc_cluster.training.headbank import HeadBank
-from imc_cluster.training.progress import EpochTotals, candidate_progress_counts, progress_counts
+from imc_cluster.training.progress import EpochTotals
+from imc_cluster.training.terms import loss_terms
 
 __all__ = ["TrainingConfig", "Trainer", "DivergenceError"]
 
@@ -154,48 +154,9 @@ class Trainer:
         logits: torch.Tensor | Sequence[torch.Tensor] | None,
         head_scores: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The loss terms from the networks' outputs: prototype scores ``(V, B, K')``, logits ``(H, V, B, K)``
-        of the ``H`` cluster heads (a sequence of them, one per candidate K, with candidates).
-
-        "mi" and "reg" are sums over the heads (of every candidate), "mi_heads" each head's mutual
-        information (``(n_candidates, H)`` with candidates), and "progress" the heads'
-        :func:`~imc_cluster.training.progress.progress_counts` (or
-        :func:`~imc_cluster.training.progress.candidate_progress_counts`). ``logits`` None leaves out the
-        heads' terms (those four are then absent); ``head_scores`` are the prototype scores that the heads'
-        terms read, when they are not ``scores`` (the bank's).
-        """
-        cfg = self.config
-        swav = swav_loss(
-            scores,
-            cfg.n_large_crops,
-            cfg.temperature,
-            cfg.sinkhorn_epsilon,
-            cfg.sinkhorn_iterations,
-            self.group,
-        )
-        if logits is None:
-            return {"loss": swav, "swav": swav}
-        target = scores if head_scores is None else head_scores
-        if isinstance(logits, torch.Tensor):
-            heads, reg = self._head_terms(logits, target)
-            progress = progress_counts(logits, cfg.n_large_crops)
-        else:  # candidate Ks: every head of every candidate on its own loss
-            parts = [self._head_terms(group, target) for group in logits]
-            heads, reg = torch.stack([part[0] for part in parts]), sum(part[1] for part in parts)
-            progress = candidate_progress_counts(logits, cfg.n_large_crops)
-        mi = heads.sum()  # the parameters of each head get the gradient of its own loss alone
-        terms = {"swav": swav, "mi": mi, "reg": reg, "mi_heads": heads}
-        return {"loss": swav + mi + reg, **terms, "progress": progress}
-
-    def _head_terms(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each head's mutual-information loss ``(H,)`` and the sum of the heads' logit penalties, for
-        logits ``(H, V, B, K)``."""
-        cfg = self.config
-        heads = mutual_information_losses(logits, target, cfg.temperature, cfg.marginal_weight, self.group)
-        # the mean over the views of every head, times the heads: the sum of the heads' penalties
-        views, n_heads = logits.flatten(0, 1), logits.shape[0]
-        reg = logit_penalty(views, cfg.logit_penalty, cfg.logit_threshold, self.group) * n_heads
-        return heads, reg
+        """The loss terms (:func:`~imc_cluster.training.terms.loss_terms`) of the networks' outputs, under
+        this trainer's settings and over its ranks."""
+        return loss_terms(scores, logits, self.config, self.group, head_scores)
 
     def losses(
         self, views: Sequence[torch.Tensor], batch_size: int, head_mask: torch.Tensor | None = None

@@ -1,6 +1,6 @@
 """What the tests of the data share: image files written from arrays, random pixels, ImageFolder trees, a
-torch Dataset of a list of items, and a user cache folder of each test's own. Each helper is a fixture that
-returns the function (or class)."""
+small Tiny-ImageNet, a torch Dataset of a list of items, and a user cache folder of each test's own. Each
+helper is a fixture that returns the function (or class)."""
 
 from pathlib import Path
 
@@ -32,6 +32,25 @@ def _write_tree(root: Path, classes=("cat", "ant", "bee"), per_class: int = 3, s
             images.append(image)
             labels.append(label)
     return np.stack(images), np.array(labels)
+
+
+def _write_tiny(root: Path):
+    """tiny-imagenet-200/ with 3 wnids (listed unsorted), 2 train JPEGs each (one grey), 4 val JPEGs."""
+    rng, folder = np.random.default_rng(3), root / "tiny-imagenet-200"
+    wnids = ["n03", "n01", "n02"]
+    folder.mkdir(parents=True)
+    (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (folder / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\tcat\nn09\tunused\n")
+    for wnid in wnids:
+        for index in range(2):
+            image = rng.integers(0, 256, (64, 64, 1 if (wnid, index) == ("n02", 1) else 3), dtype=np.uint8)
+            _save_image(folder / "train" / wnid / "images" / f"{wnid}_{index}.JPEG", image)
+        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t10\t10\n")
+    val = [("val_0.JPEG", "n02"), ("val_1.JPEG", "n03"), ("val_2.JPEG", "n01"), ("val_3.JPEG", "n02")]
+    for file, _ in val:
+        _save_image(folder / "val" / "images" / file, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    (folder / "val" / "val_annotations.txt").write_text("".join(f"{f}\t{w}\t0\t0\t63\t63\n" for f, w in val))
+    return folder
 
 
 class _ListDataset(Dataset):
@@ -79,3 +98,11 @@ def user_cache(tmp_path_factory, monkeypatch) -> Path:
     folder = tmp_path_factory.mktemp("user_cache")
     monkeypatch.setenv(CACHE_ENV, str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def write_tiny():
+    """``write_tiny(root)``: ``root/tiny-imagenet-200`` as the archive unpacks, small: 3 wnids listed
+    unsorted (n03, n01, n02), 2 train JPEGs of 64x64 each (n02_1 grey), 4 val JPEGs (n02, n03, n01, n02),
+    words.txt naming n01 and n02; returns the folder."""
+    return _write_tiny

@@ -19,7 +19,7 @@ from torchvision.datasets import cifar as tv_cifar
 from torchvision.datasets import stl10 as tv_stl10
 from torchvision.datasets.utils import check_integrity
 
-from imc_cluster.data import datasets
+from imc_cluster.data import tiny_imagenet
 from imc_cluster.data.datasets import DATASETS, DatasetNotFoundError, ImageSet, load_dataset
 
 #: the CIFAR-10 JPEG copy in shared/, beside the repository root
@@ -115,25 +115,6 @@ def _write_stl10(root: Path, n_train: int = 3, n_unlabeled: int = 2, n_test: int
     return splits
 
 
-def _write_tiny(root: Path, save_image):
-    """tiny-imagenet-200/ with 3 wnids (listed unsorted), 2 train JPEGs each (one grey), 4 val JPEGs."""
-    rng, folder = np.random.default_rng(3), root / "tiny-imagenet-200"
-    wnids = ["n03", "n01", "n02"]
-    folder.mkdir(parents=True)
-    (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    (folder / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\tcat\nn09\tunused\n")
-    for wnid in wnids:
-        for index in range(2):
-            image = rng.integers(0, 256, (64, 64, 1 if (wnid, index) == ("n02", 1) else 3), dtype=np.uint8)
-            save_image(folder / "train" / wnid / "images" / f"{wnid}_{index}.JPEG", image)
-        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t10\t10\n")
-    val = [("val_0.JPEG", "n02"), ("val_1.JPEG", "n03"), ("val_2.JPEG", "n01"), ("val_3.JPEG", "n02")]
-    for file, _ in val:
-        save_image(folder / "val" / "images" / file, rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    (folder / "val" / "val_annotations.txt").write_text("".join(f"{f}\t{w}\t0\t0\t63\t63\n" for f, w in val))
-    return folder
-
-
 # ---------------------------------------------------------------- CIFAR and STL-10 through torchvision
 
 
@@ -190,21 +171,7 @@ def test_torchvision_md5_mismatch_is_reported(tmp_path):
         load_dataset("c10", tmp_path, download=False)
 
 
-# ---------------------------------------------------------------- Tiny-ImageNet, ImageFolder trees, digits
-
-
-@pytest.mark.parametrize("inside", [False, True])
-def test_tiny_imagenet(tmp_path, inside, save_image, user_cache):
-    folder = _write_tiny(tmp_path, save_image)
-    data = load_dataset("TINY", folder if inside else tmp_path, download=False)
-    assert data.name == "TINY" and data.crop_sizes == (56, 36)
-    assert data.train_images.shape == (6, 64, 64, 3) and data.test_images.shape == (4, 64, 64, 3)
-    np.testing.assert_array_equal(data.train_labels, [0, 0, 1, 1, 2, 2])  # sorted wnids: n01, n02, n03
-    np.testing.assert_array_equal(data.test_labels, [1, 2, 0, 1])  # val_annotations.txt order
-    assert data.classes == ["goldfish, Carassius auratus", "cat", "n03"]
-    grey = data.train_images[3]  # n02_1.JPEG, stored grey
-    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
-    assert len(list(user_cache.glob("decoded/tiny-imagenet-200-*/*.npz"))) == 2  # train and val
+# ---------------------------------------------------------------- ImageFolder trees, digits
 
 
 def test_non_square_folder_crops_follow_each_axis_as_the_estimator_does(tmp_path, write_tree):
@@ -245,10 +212,10 @@ PUBLISHED_NORMALIZATION = {
 
 
 def test_named_sets_carry_the_published_normalisation_and_trees_none(
-    tmp_path, no_md5, save_image, write_tree
+    tmp_path, no_md5, write_tiny, write_tree
 ):
     _write_cifar10(tmp_path), _write_cifar100(tmp_path), _write_stl10(tmp_path)
-    _write_tiny(tmp_path, save_image)
+    write_tiny(tmp_path)
     for name, expected in PUBLISHED_NORMALIZATION.items():
         assert load_dataset(name, tmp_path, download=False).normalization == expected, name
     write_tree(tmp_path / "tree")
@@ -331,7 +298,7 @@ def test_missing_data_names_path_and_files(tmp_path, name, expected):
 
 
 @pytest.mark.parametrize(
-    "name, module", [("c10", tv_cifar), ("c100", tv_cifar), ("stl10", tv_stl10), ("tiny", datasets)]
+    "name, module", [("c10", tv_cifar), ("c100", tv_cifar), ("stl10", tv_stl10), ("tiny", tiny_imagenet)]
 )
 def test_failed_download_gives_one_clear_error(tmp_path, monkeypatch, name, module):
     def offline(*args, **kwargs):
