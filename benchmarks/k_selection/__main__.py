@@ -20,23 +20,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 
 import numpy as np
 
 from benchmarks.common import machine
 from benchmarks.k_selection.candidates import candidates_report, run_candidates
-from benchmarks.k_selection.data import N_HEADS, Study, studies
+from benchmarks.k_selection.data import N_HEADS, SEED, Study, studies
 from benchmarks.k_selection.report import report
 from benchmarks.k_selection.scoring import scores
-from imc_cluster import IMCSwAVClustering
 
 #: where the full study writes its report
 RESULTS = "benchmarks/results/k_selection_cpu.md"
 #: where the study through the estimator's choice (``--candidates``) writes its report
 CANDIDATE_RESULTS = "benchmarks/results/k_candidates_cpu.md"
-#: the seed of every fit
-SEED = 0
 
 
 def run_study(study: Study) -> dict[int, dict[str, float]]:
@@ -45,11 +41,7 @@ def run_study(study: Study) -> dict[int, dict[str, float]]:
     rows, reference = {}, None
     for n_clusters in study.candidates:
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # few updates: the warm-up warning is expected
-            estimator = IMCSwAVClustering(
-                **{**study.config, "n_clusters": n_clusters, "random_state": SEED}
-            ).fit(study.X)
+        estimator = study.fit(n_clusters)
         seconds = time.perf_counter() - start
         features = estimator.transform(study.X)
         reference = features if reference is None else reference

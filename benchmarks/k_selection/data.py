@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.datasets import load_digits, make_blobs
 
 from benchmarks.digits.__main__ import DIGITS_CONFIG
+from imc_cluster import IMCSwAVClustering
 
 #: settings of the blob fits: a small MLP encoder (hidden width 8 x 16) and head, few epochs
 BLOBS_CONFIG = {
@@ -23,6 +25,8 @@ BLOBS_CONFIG = {
 }
 #: cluster heads per fit: their agreement is the stability criterion
 N_HEADS = 3
+#: the seed of every fit
+SEED = 0
 
 
 @dataclass
@@ -39,6 +43,14 @@ class Study:
     def true_k(self) -> int:
         """The number of classes."""
         return int(np.unique(self.y).shape[0])
+
+    def fit(self, n_clusters: int | list[int]) -> IMCSwAVClustering:
+        """The estimator of the study's settings with ``n_clusters`` (a K, or candidates), fitted on ``X``
+        with :data:`SEED`; its warnings (a short warm-up, a batch that leaves samples out) are expected."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            estimator = IMCSwAVClustering(**{**self.config, "n_clusters": n_clusters, "random_state": SEED})
+            return estimator.fit(self.X)
 
 
 def blobs(n_centers: int, n_features: int, candidates: list[int], epochs: int, n_samples: int) -> Study:
@@ -68,25 +80,24 @@ def digits(classes: int, candidates: list[int], epochs: int, scaled: bool = Fals
 DIGITS_CANDIDATES = {3: [2, 3, 4, 5, 6], 5: [3, 4, 5, 6, 8], 7: [5, 6, 7, 8, 9], 10: [7, 9, 10, 11, 13]}
 #: the blobs of the study: (centres, dimensions)
 BLOBS = ((3, 16), (5, 24), (8, 32))
-
-
+#: epochs of the separate-fit study's digits fits, by number of classes (fewer for more images)
+SHORT_EPOCHS = {3: 15, 5: 9, 7: 6, 10: 5}
 #: epochs of the candidates study's digits fits: half the digits preset's schedule
 SCALED_EPOCHS = 75
 
 
 def studies(quick: bool, candidates: bool = False) -> list[Study]:
     """The study's data sets; ``quick`` gives two small ones with three candidates each (a smoke test).
-    The digits fits are short (15, 9, 6 and 5 epochs, fewer for more images), or, for the study through
-    the estimator's choice (``candidates``), half the digits preset's schedule (:data:`SCALED_EPOCHS`)."""
+    The digits fits are short (:data:`SHORT_EPOCHS`), or, for the study through the estimator's choice
+    (``candidates``), half the digits preset's schedule (:data:`SCALED_EPOCHS`)."""
     if quick:
         return [blobs(3, 16, [2, 3, 4], 10, 300), digits(3, [2, 3, 4], 2)]
-    short_epochs = {3: 15, 5: 9, 7: 6, 10: 5}
     return [
         *(blobs(k, d, list(range(2, 13)), 15, 600) for k, d in BLOBS),
         *(
             digits(classes, ks, SCALED_EPOCHS, scaled=True)
             if candidates
-            else digits(classes, ks, short_epochs[classes])
+            else digits(classes, ks, SHORT_EPOCHS[classes])
             for classes, ks in DIGITS_CANDIDATES.items()
         ),
     ]

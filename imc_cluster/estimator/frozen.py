@@ -62,9 +62,8 @@ def _encoder_identity(fitted: Fitted, dtype: torch.dtype | None) -> dict:
     }
 
 
-def _store(params: dict, fitted: Fitted) -> FeatureStore:
-    """The feature store of the fitted frozen encoder, in the precision of its fit."""
-    dtype = components.extraction_dtype(params["precision"], fitted.device)
+def _store(params: dict, fitted: Fitted, dtype: torch.dtype | None) -> FeatureStore:
+    """The feature store of the fitted frozen encoder, computed in ``dtype`` (the fit's precision)."""
     folder = (
         cache_folder("features", params["cache_dir"]) / f"encoder-{_digest(_encoder_identity(fitted, dtype))}"
     )
@@ -109,7 +108,7 @@ def cached_view_features(params: dict, fitted: Fitted, values: torch.Tensor) -> 
     if not path.exists():
         _compute(params, fitted, values, dtype, path)
     features = np.load(path, mmap_mode="r")
-    _store(params, fitted).add(digests, features[:, EVALUATION_VIEW])
+    _store(params, fitted, dtype).add(digests, features[:, EVALUATION_VIEW])
     return data_lib.as_tensor(features)
 
 
@@ -160,7 +159,7 @@ def evaluation_features(params: dict, fitted: Fitted, values: torch.Tensor) -> t
         )
 
     try:
-        store = _store(params, fitted)
+        store = _store(params, fitted, dtype)
     except OSError as error:  # no cache folder can be made: the same features, not kept
         warn_unkept(params["cache_dir"] or cache_root(), error)
         return from_scaled_half(to_scaled_half(compute(values)))

@@ -205,23 +205,22 @@ class IMCSwAVNet(nn.Module):
         self.projection = nn.Sequential(nn.Linear(features, features), nn.Linear(features, projection_dim))
         self.prototypes = nn.Linear(projection_dim, n_prototypes, bias=False)
         self.n_heads = n_heads
-        if isinstance(n_clusters, Sequence):
+        candidates = isinstance(n_clusters, Sequence)
+        self.n_clusters = tuple(int(k) for k in n_clusters) if candidates else n_clusters
+        if candidates:
             if n_heads < 2:
                 raise ValueError(f"candidate numbers of clusters need n_heads >= 2, got {n_heads}.")
-            self.n_clusters = tuple(int(k) for k in n_clusters)
             self.head = CandidateHeads(features, head_hidden_dim, self.n_clusters, n_heads)
         elif n_heads == 1:
-            self.n_clusters = n_clusters
             self.head = cluster_head(features, head_hidden_dim, n_clusters)
         else:
-            self.n_clusters = n_clusters
             self.head = ClusterHeads(features, head_hidden_dim, n_clusters, n_heads)
         self.normalize_prototypes()
 
     @property
     def predicted_clusters(self) -> int:
         """The clusters ``K`` of the head that predicts (of the first candidate, before one is kept)."""
-        return self.n_clusters[0] if isinstance(self.n_clusters, tuple) else self.n_clusters
+        return self.n_clusters if self.candidates is None else self.candidates[0]
 
     @property
     def candidates(self) -> tuple[int, ...] | None:
